@@ -1,0 +1,134 @@
+// uid_push_server: the Workerman "send to a specific uid" example, in C++ with herald.
+//
+// Protocol (WebSocket, text):
+//   first message        your uid: 1 to 128 bytes, no ':', not "all" (else close 1008 with the reason)
+//                        -> "login successful, your uid is <uid>"
+//   <uid>:<message>      <message> goes to every session of <uid> (all its devices)
+//   all:<message>        <message> goes to every logged-in session, the sender included
+//   anything else        -> "error: expected <uid>:<message>"
+// The split is at the first ':', so a message may contain colons. A closed session's uid
+// is unbound; a second login of the same uid is governed by --duplicates.
+//
+// Usage: uid_push_server [--address A] [--port P] [--duplicates multi|replace|reject]
+//                        [--max-message BYTES] [--idle-timeout SECONDS]
+// SIGINT/SIGTERM close every session with 1001 and exit 0.
+#include <herald.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <string>
+
+using namespace std::chrono_literals;
+using session = herald::ws_session<>;
+using user_registry = herald::registry<session>;
+
+namespace {
+
+// The seed takes any first message as the uid; we keep that, minus what would break the protocol.
+herald::login_verdict check_uid(std::string_view uid) {
+  if (uid.empty() || uid.size() > 128) return herald::login_verdict::refuse("uid must be 1 to 128 bytes");
+  if (uid.find(':') != std::string_view::npos) return herald::login_verdict::refuse("uid must not contain ':'");
+  if (uid == "all") return herald::login_verdict::refuse("uid 'all' is reserved");
+  return herald::login_verdict::accept(std::string(uid));
+}
+
+asio::awaitable<void> serve(asio::ip::tcp::socket socket, user_registry& users,
+                            std::shared_ptr<const herald::session_options> options) {
+  auto ws = co_await herald::accept_websocket(std::move(socket), options);
+  if (!ws) co_return;
+  auto bound = co_await users.login(*ws, check_uid, 10s);
+  if (!bound) co_return;
+  ws->send("login successful, your uid is " + bound.uid());
+  while (auto msg = co_await ws->read()) {
+    auto [to, body] = herald::split_target(*msg);
+    if (to.empty() && msg->text().find(':') == std::string_view::npos) {
+      ws->send("error: expected <uid>:<message>");
+      continue;
+    }
+    auto m = msg->binary ? herald::message::binary(body) : herald::message::text(body);
+    if (to == "all") users.broadcast(m);
+    else users.unicast(to, m);
+  }
+}
+
+struct config {
+  std::string address = "0.0.0.0";
+  unsigned short port = 1234;
+  herald::duplicate_login duplicates = herald::duplicate_login::multi;
+  std::size_t max_message = 1024 * 1024;
+  int idle_timeout = 30;
+};
+
+[[noreturn]] void usage(const char* why) {
+  std::fprintf(stderr,
+               "uid_push_server: %s\nusage: uid_push_server [--address A] [--port P] "
+               "[--duplicates multi|replace|reject] [--max-message BYTES] [--idle-timeout SECONDS]\n",
+               why);
+  std::exit(2);
+}
+
+config parse_args(int argc, char** argv) {
+  config c;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage("missing value");
+      return argv[++i];
+    };
+    if (a == "--address") c.address = value();
+    else if (a == "--port") c.port = static_cast<unsigned short>(std::stoi(value()));
+    else if (a == "--max-message") c.max_message = std::stoul(value());
+    else if (a == "--idle-timeout") c.idle_timeout = std::stoi(value());
+    else if (a == "--duplicates") {
+      const auto d = value();
+      if (d == "multi") c.duplicates = herald::duplicate_login::multi;
+      else if (d == "replace") c.duplicates = herald::duplicate_login::replace;
+      else if (d == "reject") c.duplicates = herald::duplicate_login::reject;
+      else usage("--duplicates takes multi, replace or reject");
+    } else if (a == "--help" || a == "-h") usage("help");
+    else usage("unknown option");
+  }
+  return c;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const config cfg = parse_args(argc, argv);
+  asio::io_context io(1);
+
+  herald::session_options so;
+  so.max_message_size = cfg.max_message;
+  so.idle_timeout = std::chrono::seconds(cfg.idle_timeout);
+  auto options = std::make_shared<const herald::session_options>(so);
+  user_registry users({.duplicates = cfg.duplicates});
+
+  asio::ip::tcp::acceptor acceptor(io);
+  const asio::ip::tcp::endpoint endpoint(asio::ip::make_address(cfg.address), cfg.port);
+  acceptor.open(endpoint.protocol());
+  acceptor.set_option(asio::socket_base::reuse_address(true));
+  acceptor.bind(endpoint);
+  acceptor.listen(asio::socket_base::max_listen_connections);
+  std::cout << "uid_push_server listening on " << acceptor.local_endpoint() << std::endl;
+
+  asio::co_spawn(io, herald::accept_loop(acceptor, [&](asio::ip::tcp::socket s) {
+                   asio::co_spawn(io, serve(std::move(s), users, options), asio::detached);
+                 }), asio::detached);
+
+  // Shutdown: stop accepting, send 1001 to everyone, give the closing handshakes a deadline.
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  asio::steady_timer deadline(io);
+  signals.async_wait([&](std::error_code, int) {
+    acceptor.close();
+    users.close_all(herald::ws::close_code::going_away, "server shutting down");
+    deadline.expires_after(so.close_timeout + 1s);
+    deadline.async_wait([&](std::error_code) { io.stop(); });
+    if (users.session_count() == 0) io.stop();
+  });
+  io.run();
+  std::cout << "uid_push_server stopped" << std::endl;
+  return 0;
+}

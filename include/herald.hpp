@@ -1,0 +1,13 @@
+// herald: real-time push over WebSocket, as a header-only C++20 coroutine library on Asio.
+// This is the one header an application includes.
+#pragma once
+
+#include "herald/detail/asio.hpp"
+#include "herald/listen.hpp"
+#include "herald/message.hpp"
+#include "herald/options.hpp"
+#include "herald/registry.hpp"
+#include "herald/websocket/frame.hpp"
+#include "herald/websocket/handshake.hpp"
+#include "herald/websocket/parser.hpp"
+#include "herald/ws_session.hpp"

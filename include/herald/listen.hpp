@@ -1,0 +1,39 @@
+// An accept loop that survives running out of file descriptors.
+#pragma once
+#include <chrono>
+#include <system_error>
+#include <utility>
+
+#include "detail/asio.hpp"
+
+namespace herald {
+
+struct accept_loop_options {
+  // Pause after accept fails for lack of descriptors (EMFILE/ENFILE/ENOBUFS/ENOMEM), so the
+  // loop waits for sessions to end instead of spinning on a listening socket that stays readable.
+  std::chrono::steady_clock::duration backoff = std::chrono::milliseconds(100);
+};
+
+// Accepts until the acceptor is closed, handing every connection to `on_socket` (which
+// typically co_spawns a session coroutine). Returns when the acceptor is closed.
+template <class OnSocket>
+asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, OnSocket on_socket, accept_loop_options options = {}) {
+  asio::steady_timer pause(acceptor.get_executor());
+  while (acceptor.is_open()) {
+    std::error_code ec;
+    asio::ip::tcp::socket socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec) {
+      on_socket(std::move(socket));
+      continue;
+    }
+    if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+    if (ec == asio::error::no_descriptors || ec == std::errc::too_many_files_open_in_system ||
+        ec == asio::error::no_buffer_space || ec == asio::error::no_memory) {
+      pause.expires_after(options.backoff);
+      co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    // Other errors (ECONNABORTED, EPERM from a firewall, ...) concern one connection only.
+  }
+}
+
+}  // namespace herald

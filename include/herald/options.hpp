@@ -1,0 +1,36 @@
+// Every limit and deadline of a session, with its default, in one place.
+#pragma once
+#include <chrono>
+#include <cstddef>
+
+namespace herald {
+
+using namespace std::chrono_literals;
+
+// What a session does when a send would take its queue over `send_queue_limit`.
+enum class overflow_action {
+  close,  // close the slow consumer with 1008 "send queue limit exceeded" (default)
+  drop,   // drop the message and count it
+};
+
+struct session_options {
+  // Largest message accepted from the peer, after reassembly; beyond it: close 1009.
+  std::size_t max_message_size = 64 * 1024;
+  // Largest HTTP request head of the opening handshake; beyond it: HTTP 431.
+  std::size_t max_handshake_size = 8 * 1024;
+  // From accept to the end of the opening handshake; then the connection is dropped.
+  std::chrono::steady_clock::duration handshake_timeout = 10s;
+  // Silence for this long sends a ping; silence for as long again drops the connection
+  // (a peer that vanished without FIN is found within twice this time).
+  std::chrono::steady_clock::duration idle_timeout = 30s;
+  // From sending a close frame to receiving the peer's; then the TCP connection is dropped.
+  std::chrono::steady_clock::duration close_timeout = 5s;
+  // Bytes of outgoing frames a session may hold unsent (the frames are shared with other
+  // sessions, so this bounds what a slow peer pins in memory).
+  std::size_t send_queue_limit = 1024 * 1024;
+  overflow_action on_overflow = overflow_action::close;
+  // Size of the read buffers that sessions borrow from a per-thread pool while data is pending.
+  std::size_t read_buffer_size = 16 * 1024;
+};
+
+}  // namespace herald

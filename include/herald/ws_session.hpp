@@ -1,0 +1,661 @@
+// ws_session<Stream>: one WebSocket connection as an awaitable object.
+//
+//   auto ws = co_await herald::accept_websocket(std::move(socket), options);
+//   while (auto msg = co_await ws->read()) ws->send(herald::message::text(*msg));
+//
+// The reader is the caller's coroutine; writes are driven internally and never block the
+// caller: send() puts a shared frame in a bounded queue and, when the queue was empty,
+// writes it straight through to the kernel. Normal ends (close frames, timeouts, protocol
+// errors, lost peers) are values: read() returns an empty result carrying a close_status.
+#pragma once
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "detail/asio.hpp"
+#include "detail/read_buffer.hpp"
+#include "message.hpp"
+#include "options.hpp"
+#include "websocket/handshake.hpp"
+#include "websocket/parser.hpp"
+
+namespace herald {
+
+// Why a session ended: the close code (sent or received; 1006 when the connection was lost
+// without a close frame) and its reason.
+struct close_status {
+  std::uint16_t code = 0;
+  std::string reason;
+};
+
+// A whole message received from the peer.
+struct incoming {
+  std::string data;
+  bool binary = false;
+  std::string_view text() const noexcept { return data; }
+  operator std::string_view() const noexcept { return data; }
+};
+
+// A value or, when there is none, the close_status that says why.
+template <class T>
+class result {
+ public:
+  result(T value) : v_(std::in_place_index<0>, std::move(value)) {}
+  result(close_status why) : v_(std::in_place_index<1>, std::move(why)) {}
+  explicit operator bool() const noexcept { return v_.index() == 0; }
+  T& operator*() & { return std::get<0>(v_); }
+  const T& operator*() const& { return std::get<0>(v_); }
+  T* operator->() { return &std::get<0>(v_); }
+  const T* operator->() const { return &std::get<0>(v_); }
+  const close_status& status() const { return std::get<1>(v_); }
+
+ private:
+  std::variant<T, close_status> v_;
+};
+
+using read_result = result<incoming>;
+
+// What became of one send().
+enum class send_result : std::uint8_t {
+  queued,   // written or queued on the session's thread
+  posted,   // handed to the session's thread (called from another thread)
+  dropped,  // the queue was full (counted; the session may be closing as a slow consumer)
+  closed,   // the session no longer sends
+};
+
+struct session_stats {
+  std::uint64_t messages_in = 0;
+  std::uint64_t bytes_in = 0;
+  std::uint64_t messages_out = 0;
+  std::uint64_t bytes_out = 0;
+  std::uint64_t dropped = 0;          // messages refused because the queue was full or closing
+  std::uint64_t overflow_closes = 0;  // 1 when this session was closed as a slow consumer
+};
+
+namespace detail {
+// Plain sockets get the fast paths: wait for readiness before borrowing a buffer, and
+// write straight through with a non-blocking send.
+template <class S>
+concept raw_socket = requires(S& s, std::error_code& ec) {
+  s.non_blocking(true, ec);
+  s.native_handle();
+  S::wait_read;
+};
+
+template <class S>
+auto& lowest_layer(S& s) {
+  if constexpr (raw_socket<S>) return s;
+  else return s.lowest_layer();
+}
+}  // namespace detail
+
+template <class Stream = asio::ip::tcp::socket>
+class ws_session : public std::enable_shared_from_this<ws_session<Stream>> {
+ public:
+  using stream_type = Stream;
+  using executor_type = typename Stream::executor_type;
+  using clock = std::chrono::steady_clock;
+
+  ws_session(Stream stream, std::shared_ptr<const session_options> options, ws::role r)
+      : stream_(std::move(stream)),
+        options_(std::move(options)),
+        parser_(r, ws::parser_limits{options_->max_message_size}),
+        timer_(stream_.get_executor()),
+        role_(r) {
+    if constexpr (detail::raw_socket<Stream>) {
+      std::error_code ec;
+      stream_.non_blocking(true, ec);
+      stream_.set_option(asio::ip::tcp::no_delay(true), ec);
+    }
+  }
+  ws_session(const ws_session&) = delete;
+  ws_session& operator=(const ws_session&) = delete;
+
+  // Server side: runs the opening handshake within options.handshake_timeout. Bad requests are
+  // answered with an HTTP error (400 with the reason, 426 for a wrong version, 431 for an
+  // oversize head) and give nullptr; `why` (optional) tells what happened.
+  static asio::awaitable<std::shared_ptr<ws_session>> accept(Stream stream, std::shared_ptr<const session_options> options,
+                                                             close_status* why = nullptr) {
+    auto self = std::make_shared<ws_session>(std::move(stream), std::move(options), ws::role::server);
+    const bool ok = co_await self->server_handshake();
+    if (why) *why = self->status_;
+    co_return ok ? self : nullptr;
+  }
+
+  // Client side (tests, benchmarks, server-to-server): sends the upgrade request for `host`
+  // and `target` over a connected stream and checks the answer.
+  static asio::awaitable<std::shared_ptr<ws_session>> connect(Stream stream, std::string host, std::string target,
+                                                              std::shared_ptr<const session_options> options,
+                                                              close_status* why = nullptr) {
+    auto self = std::make_shared<ws_session>(std::move(stream), std::move(options), ws::role::client);
+    const bool ok = co_await self->client_handshake(host, target);
+    if (why) *why = self->status_;
+    co_return ok ? self : nullptr;
+  }
+
+  // The next whole message, or, once the session has ended, an empty result with the reason.
+  // Pings are answered and the closing handshake is completed while reading. One reader at a time.
+  asio::awaitable<read_result> read() {
+    auto self = this->shared_from_this();
+    for (;;) {
+      while (rpos_ < rend_) {
+        auto r = parser_.next(rbuf_.data() + rpos_, rend_ - rpos_);
+        rpos_ += static_cast<std::uint32_t>(r.consumed);
+        const auto& ev = r.ev;
+        if (ev.kind == ws::event_kind::need_more) break;
+        switch (ev.kind) {
+          case ws::event_kind::message:
+            if (close_sent_) continue;  // after our close frame, data is discarded (section 5.5.1)
+            ++stats_.messages_in;
+            {
+              incoming in{std::string(ev.payload), ev.op == ws::opcode::binary};
+              settle_buffer();
+              co_return in;
+            }
+          case ws::event_kind::ping:
+            if (!close_sent_) enqueue(message::pong(ev.payload));
+            continue;
+          case ws::event_kind::pong:
+            continue;
+          case ws::event_kind::close:
+            on_peer_close(ev.code, ev.reason);
+            continue;
+          case ws::event_kind::error:
+            fail(ev.code, std::string(ev.reason));
+            rpos_ = rend_;  // the rest of the stream cannot be trusted
+            continue;
+          default:
+            continue;
+        }
+      }
+      if (state_ == state::closed) {
+        settle_buffer();
+        co_return status_;
+      }
+      if (!co_await fill()) {
+        settle_buffer();
+        co_return status_;
+      }
+    }
+  }
+
+  // Sends a message from any thread; never blocks. On the session's own thread it is written
+  // through or queued at once; from elsewhere it is posted there.
+  send_result send(message m) {
+    if (detail::running_in(stream_.get_executor())) return send_here(std::move(m));
+    asio::post(stream_.get_executor(), [self = this->shared_from_this(), m = std::move(m)]() mutable {
+      self->send_here(std::move(m));
+    });
+    return send_result::posted;
+  }
+  send_result send(std::string_view text) { return send(message::text(text)); }
+
+  // send() for callers that are on the session's executor (the single_thread registry).
+  send_result send_here(message m) {
+    if (state_ != state::open || close_sent_) {
+      ++stats_.dropped;
+      return send_result::closed;
+    }
+    if (queued_bytes_ + m.frame_size() > options_->send_queue_limit) {
+      ++stats_.dropped;
+      if (options_->on_overflow == overflow_action::close) {
+        stats_.overflow_closes = 1;
+        discard_unstarted();
+        start_close(ws::close_code::policy_violation, "send queue limit exceeded");
+      }
+      return send_result::dropped;
+    }
+    enqueue(std::move(m));
+    return send_result::queued;
+  }
+
+  // Starts the closing handshake from any thread; read() returns once it is done.
+  void close(std::uint16_t code = ws::close_code::normal, std::string reason = {}) {
+    if (detail::running_in(stream_.get_executor())) return start_close(code, std::move(reason));
+    asio::post(stream_.get_executor(), [self = this->shared_from_this(), code, reason = std::move(reason)]() mutable {
+      self->start_close(code, std::move(reason));
+    });
+  }
+
+  // Arms a deadline for the next message (used by registry::login); then back to idle checks.
+  void expect_message_within(clock::duration d) { arm(phase::first_message, d); }
+  void expect_idle() { arm(phase::idle, options_->idle_timeout); }
+
+  bool is_open() const noexcept { return state_ == state::open && !close_sent_; }
+  const close_status& status() const noexcept { return status_; }
+  const session_stats& stats() const noexcept { return stats_; }
+  std::size_t queued_bytes() const noexcept { return queued_bytes_; }
+  const std::string& target() const noexcept { return target_; }
+  const session_options& options() const noexcept { return *options_; }
+  executor_type get_executor() noexcept { return stream_.get_executor(); }
+  Stream& stream() noexcept { return stream_; }
+
+ private:
+  enum class state : std::uint8_t { handshake, open, closed };
+  enum class phase : std::uint8_t { none, handshake, first_message, idle, closing };
+
+  // ---- opening handshake ----
+
+  asio::awaitable<bool> server_handshake() {
+    arm(phase::handshake, options_->handshake_timeout);
+    std::string head;
+    http::request req;
+    http::parse_status parsed;
+    for (;;) {
+      const std::size_t old = head.size();
+      head.resize(old + 1024);
+      std::error_code ec;
+      const std::size_t n = co_await stream_.async_read_some(asio::buffer(head.data() + old, 1024),
+                                                             asio::redirect_error(asio::use_awaitable, ec));
+      head.resize(old + n);
+      if (ec) {
+        abort(ws::close_code::abnormal, state_ == state::closed ? status_.reason : "connection lost during the handshake");
+        co_return false;
+      }
+      parsed = http::parse_request(head, options_->max_handshake_size, req);
+      if (parsed.kind != http::parse_status::need_more) break;
+    }
+    if (parsed.kind == http::parse_status::error) {
+      co_await refuse(parsed.status, parsed.reason, http::error_response(parsed.status, parsed.reason));
+      co_return false;
+    }
+    auto verdict = ws::check_upgrade(req);
+    if (!verdict.accepted) {
+      co_await refuse(verdict.status, verdict.reason, verdict.response);
+      co_return false;
+    }
+    std::error_code ec;
+    co_await asio::async_write(stream_, asio::buffer(verdict.response), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec || state_ == state::closed) {
+      abort(ws::close_code::abnormal, "connection lost during the handshake");
+      co_return false;
+    }
+    target_ = std::move(req.target);
+    keep_leftover(std::string_view(head).substr(parsed.head_size));
+    state_ = state::open;
+    expect_idle();
+    co_return true;
+  }
+
+  // Answers a refused handshake, then lingers briefly so the answer is not lost to a reset
+  // caused by request bytes we never read.
+  asio::awaitable<void> refuse(int http_status, std::string reason, std::string response) {
+    status_ = {static_cast<std::uint16_t>(http_status), std::move(reason)};
+    std::error_code ec;
+    co_await asio::async_write(stream_, asio::buffer(response), asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec && state_ != state::closed) {
+      arm(phase::closing, options_->close_timeout);
+      detail::lowest_layer(stream_).shutdown(asio::socket_base::shutdown_send, ec);
+      char sink[512];
+      while (!ec && state_ != state::closed)
+        co_await stream_.async_read_some(asio::buffer(sink), asio::redirect_error(asio::use_awaitable, ec));
+    }
+    shutdown_and_close();
+  }
+
+  asio::awaitable<bool> client_handshake(const std::string& host, const std::string& target) {
+    arm(phase::handshake, options_->handshake_timeout);
+    std::uint8_t nonce[16];
+    for (auto& b : nonce) b = static_cast<std::uint8_t>(random32());
+    std::string key;
+    const std::string request = ws::client_request(host, target, nonce, key);
+    std::error_code ec;
+    co_await asio::async_write(stream_, asio::buffer(request), asio::redirect_error(asio::use_awaitable, ec));
+    std::string head;
+    long head_size = 0;
+    while (!ec && head_size == 0) {
+      const std::size_t old = head.size();
+      head.resize(old + 1024);
+      const std::size_t n = co_await stream_.async_read_some(asio::buffer(head.data() + old, 1024),
+                                                             asio::redirect_error(asio::use_awaitable, ec));
+      head.resize(old + n);
+      std::string why;
+      head_size = ws::parse_server_response(head, key, options_->max_handshake_size, why);
+      if (head_size < 0) {
+        abort(ws::close_code::abnormal, why);
+        co_return false;
+      }
+    }
+    if (ec || state_ == state::closed) {
+      abort(ws::close_code::abnormal, "connection lost during the handshake");
+      co_return false;
+    }
+    target_ = target;
+    keep_leftover(std::string_view(head).substr(static_cast<std::size_t>(head_size)));
+    state_ = state::open;
+    expect_idle();
+    co_return true;
+  }
+
+  // Bytes that followed the handshake head in the same read belong to the frame stream.
+  void keep_leftover(std::string_view rest) {
+    if (rest.empty()) return;
+    rbuf_.acquire(std::max(options_->read_buffer_size, rest.size()));
+    std::memcpy(rbuf_.data(), rest.data(), rest.size());
+    rpos_ = 0;
+    rend_ = static_cast<std::uint32_t>(rest.size());
+  }
+
+  // ---- reading ----
+
+  // Reads more bytes after the unparsed ones. False when the session has ended.
+  asio::awaitable<bool> fill() {
+    std::error_code ec;
+    if constexpr (detail::raw_socket<Stream>) {
+      // Wait for readiness first, so an idle session holds no buffer while it waits.
+      if (rpos_ == rend_) settle_buffer();
+      co_await stream_.async_wait(Stream::wait_read, asio::redirect_error(asio::use_awaitable, ec));
+      if (!ec) {
+        make_room();
+        const std::size_t n = stream_.read_some(asio::buffer(rbuf_.data() + rend_, rbuf_.capacity() - rend_), ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) co_return state_ != state::closed;
+        if (!ec) on_bytes(n);
+      }
+    } else {
+      make_room();
+      const std::size_t n = co_await stream_.async_read_some(asio::buffer(rbuf_.data() + rend_, rbuf_.capacity() - rend_),
+                                                             asio::redirect_error(asio::use_awaitable, ec));
+      if (!ec) on_bytes(n);
+    }
+    if (ec) {
+      on_read_error(ec);
+      co_return false;
+    }
+    co_return state_ != state::closed;
+  }
+
+  void on_bytes(std::size_t n) {
+    rend_ += static_cast<std::uint32_t>(n);
+    stats_.bytes_in += n;
+    activity_ = true;
+    ping_outstanding_ = false;
+    if (parser_.failed()) rpos_ = rend_;  // draining after a protocol error
+  }
+
+  void on_read_error(const std::error_code& ec) {
+    if (state_ == state::closed) return;  // we closed it; status_ says why
+    if (close_sent_ && ec == asio::error::eof) {
+      shutdown_and_close();  // the peer closed TCP after our close frame: a normal end
+      return;
+    }
+    abort(ws::close_code::abnormal,
+          ec == asio::error::eof ? "connection closed without a close frame" : "connection lost: " + ec.message());
+  }
+
+  // Moves unparsed bytes to the front and makes sure there is room behind them.
+  void make_room() {
+    if (!rbuf_) {
+      rbuf_.acquire(options_->read_buffer_size);
+      rpos_ = rend_ = 0;
+      return;
+    }
+    if (rpos_ > 0) {
+      std::memmove(rbuf_.data(), rbuf_.data() + rpos_, rend_ - rpos_);
+      rend_ -= rpos_;
+      rpos_ = 0;
+    }
+  }
+
+  // Returns the read buffer to the pool once everything in it is parsed.
+  void settle_buffer() noexcept {
+    if (rpos_ == rend_) {
+      rbuf_.release();
+      rpos_ = rend_ = 0;
+    }
+  }
+
+  // ---- closing ----
+
+  void start_close(std::uint16_t code, std::string reason) {
+    if (state_ != state::open || close_sent_) return;
+    status_ = {code, std::move(reason)};
+    close_sent_ = true;
+    enqueue(message::close(code, status_.reason));
+    if (state_ == state::open) arm(phase::closing, options_->close_timeout);
+  }
+
+  void on_peer_close(std::uint16_t code, std::string_view reason) {
+    if (state_ != state::open) return;
+    close_received_ = true;
+    if (close_sent_) {  // the peer answered our close: the handshake is complete
+      if (queue_.empty()) shutdown_and_close();
+      return;
+    }
+    status_ = {code, std::string(reason)};
+    close_sent_ = true;
+    // Echo the code (section 5.5.1); a close without one is answered without one.
+    enqueue(message::close(code == ws::close_code::no_status ? ws::close_code::no_status : code));
+    if (state_ == state::open) arm(phase::closing, options_->close_timeout);
+  }
+
+  // The peer broke the protocol: tell it why, then drain its input until the close completes.
+  void fail(std::uint16_t code, std::string reason) {
+    if (close_sent_) {
+      abort(code, std::move(reason));
+      return;
+    }
+    start_close(code, std::move(reason));
+  }
+
+  void abort(std::uint16_t code, std::string reason) {
+    if (state_ == state::closed) return;
+    if (status_.code == 0) status_ = {code, std::move(reason)};  // the first reason wins
+    shutdown_and_close();
+  }
+
+  void shutdown_and_close() {
+    if (state_ == state::closed) return;
+    state_ = state::closed;
+    ++timer_generation_;
+    timer_.cancel();
+    std::error_code ec;
+    auto& sock = detail::lowest_layer(stream_);
+    sock.shutdown(asio::socket_base::shutdown_both, ec);
+    sock.close(ec);
+    stats_.dropped += queue_.size() - queue_head_;
+    queue_.clear();
+    queue_head_ = 0;
+    queued_bytes_ = 0;
+  }
+
+  // ---- writing ----
+
+  void enqueue(message m) {
+    if (state_ == state::closed) return;
+    if (role_ == ws::role::client) m = m.masked(random32());
+    queued_bytes_ += m.frame_size();
+    queue_.push_back(std::move(m));
+    if (!writing_) flush();
+  }
+
+  // Queued frames not yet started are dropped; a frame already partly on the wire stays.
+  void discard_unstarted() {
+    const std::size_t keep = queue_head_ + (write_offset_ > 0 ? 1 : 0);
+    for (std::size_t i = keep; i < queue_.size(); ++i) {
+      queued_bytes_ -= queue_[i].frame_size();
+      ++stats_.dropped;
+    }
+    queue_.resize(keep);
+  }
+
+  // Writes as much as the kernel takes now (gathered), then waits for writability if needed.
+  void flush() {
+    if constexpr (detail::raw_socket<Stream>) {
+      while (queue_head_ < queue_.size()) {
+        std::array<asio::const_buffer, max_gather> bufs;
+        std::size_t count = 0;
+        for (std::size_t i = queue_head_; i < queue_.size() && count < max_gather; ++i) {
+          auto f = queue_[i].frame();
+          const std::size_t skip = i == queue_head_ ? write_offset_ : 0;
+          bufs[count++] = asio::const_buffer(f.data() + skip, f.size() - skip);
+        }
+        std::error_code ec;
+        const std::size_t n = stream_.write_some(std::span(bufs.data(), count), ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+        if (ec) {
+          abort(ws::close_code::abnormal, "connection lost: " + ec.message());
+          return;
+        }
+        consume(n);
+      }
+      if (queue_head_ == queue_.size()) {
+        drained();
+        return;
+      }
+      writing_ = true;
+      stream_.async_wait(Stream::wait_write, [self = this->shared_from_this()](std::error_code ec) {
+        self->writing_ = false;
+        if (self->state_ == state::closed) return;
+        if (ec) return self->abort(ws::close_code::abnormal, "connection lost: " + ec.message());
+        self->flush();
+      });
+    } else {
+      if (queue_head_ == queue_.size()) {
+        drained();
+        return;
+      }
+      auto f = queue_[queue_head_].frame();
+      writing_ = true;
+      stream_.async_write_some(asio::const_buffer(f.data() + write_offset_, f.size() - write_offset_),
+                               [self = this->shared_from_this()](std::error_code ec, std::size_t n) {
+                                 self->writing_ = false;
+                                 if (self->state_ == state::closed) return;
+                                 if (ec) return self->abort(ws::close_code::abnormal, "connection lost: " + ec.message());
+                                 self->consume(n);
+                                 self->flush();
+                               });
+    }
+  }
+
+  void consume(std::size_t n) {
+    while (n > 0) {
+      message& m = queue_[queue_head_];
+      const std::size_t left = m.frame_size() - write_offset_;
+      if (n < left) {
+        write_offset_ += n;
+        return;
+      }
+      n -= left;
+      write_offset_ = 0;
+      queued_bytes_ -= m.frame_size();
+      if (!m.is_control()) {
+        ++stats_.messages_out;
+        stats_.bytes_out += m.payload().size();
+      }
+      m = message{};
+      ++queue_head_;
+    }
+  }
+
+  void drained() {
+    queue_.clear();
+    queue_head_ = 0;
+    if (queue_.capacity() > 64) std::vector<message>().swap(queue_);
+    // We echoed the peer's close: the server ends the TCP connection (section 7.1.1).
+    if (close_received_ && close_sent_) return shutdown_and_close();
+    // After a protocol error our close frame is the last word: half-close so the peer sees
+    // it and hangs up; read() drains until then (or the close timeout).
+    if (close_sent_ && parser_.failed()) {
+      std::error_code ec;
+      detail::lowest_layer(stream_).shutdown(asio::socket_base::shutdown_send, ec);
+    }
+  }
+
+  // ---- deadlines ----
+
+  void arm(phase p, clock::duration d) {
+    if (state_ == state::closed) return;
+    phase_ = p;
+    const auto generation = ++timer_generation_;
+    timer_.expires_after(d);
+    timer_.async_wait([weak = this->weak_from_this(), generation](std::error_code ec) {
+      if (ec) return;
+      if (auto self = weak.lock()) self->on_timer(generation);
+    });
+  }
+
+  void on_timer(std::uint32_t generation) {
+    if (generation != timer_generation_ || state_ == state::closed) return;
+    switch (phase_) {
+      case phase::handshake:
+        abort(ws::close_code::abnormal, "handshake timeout");
+        break;
+      case phase::first_message:
+        start_close(ws::close_code::policy_violation, "login timeout");
+        break;
+      case phase::idle:
+        if (activity_) {
+          activity_ = false;
+          arm(phase::idle, options_->idle_timeout);
+        } else if (!ping_outstanding_) {
+          ping_outstanding_ = true;
+          enqueue(message::ping());
+          arm(phase::idle, options_->idle_timeout);
+        } else {
+          abort(ws::close_code::abnormal, "idle timeout: no answer to ping");
+        }
+        break;
+      case phase::closing:
+        abort(ws::close_code::abnormal, "close handshake timeout");
+        break;
+      case phase::none:
+        break;
+    }
+  }
+
+  // Masking keys for the client role; they need to be unpredictable to intermediaries, not secret.
+  static std::uint32_t random32() {
+    thread_local std::minstd_rand rng{std::random_device{}()};
+    return static_cast<std::uint32_t>(rng()) ^ (static_cast<std::uint32_t>(rng()) << 16);
+  }
+
+  static constexpr std::size_t max_gather = 64;
+
+  Stream stream_;
+  std::shared_ptr<const session_options> options_;
+  ws::parser parser_;
+  asio::steady_timer timer_;
+  detail::read_buffer rbuf_;
+  std::uint32_t rpos_ = 0, rend_ = 0;
+  std::vector<message> queue_;
+  std::size_t queue_head_ = 0;
+  std::size_t write_offset_ = 0;  // bytes of queue_[queue_head_] already written
+  std::size_t queued_bytes_ = 0;
+  std::uint32_t timer_generation_ = 0;
+  ws::role role_;
+  state state_ = state::handshake;
+  phase phase_ = phase::none;
+  bool writing_ = false;
+  bool close_sent_ = false;
+  bool close_received_ = false;
+  bool activity_ = false;
+  bool ping_outstanding_ = false;
+  close_status status_;
+  session_stats stats_;
+  std::string target_;
+};
+
+// Free-function spellings, as used in the examples.
+template <class Stream>
+asio::awaitable<std::shared_ptr<ws_session<Stream>>> accept_websocket(Stream stream,
+                                                                     std::shared_ptr<const session_options> options,
+                                                                     close_status* why = nullptr) {
+  return ws_session<Stream>::accept(std::move(stream), std::move(options), why);
+}
+
+template <class Stream>
+asio::awaitable<std::shared_ptr<ws_session<Stream>>> accept_websocket(Stream stream, const session_options& options = {},
+                                                                     close_status* why = nullptr) {
+  return ws_session<Stream>::accept(std::move(stream), std::make_shared<const session_options>(options), why);
+}
+
+}  // namespace herald
