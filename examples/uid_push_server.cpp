@@ -18,8 +18,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <iostream>
 #include <string>
+#include <unordered_set>
 
 using namespace std::chrono_literals;
 using session = herald::ws_session<>;
@@ -35,10 +37,34 @@ herald::login_verdict check_uid(std::string_view uid) {
   return herald::login_verdict::accept(std::string(uid));
 }
 
-asio::awaitable<void> serve(asio::ip::tcp::socket socket, user_registry& users,
+// Every open connection, logged in or not, so that shutdown can close them all.
+struct connections {
+  std::unordered_set<session*> open;
+  bool stopping = false;
+  std::function<void()> on_last_closed;
+
+  struct entry {
+    connections& set;
+    session* s;
+    entry(connections& c, session& ws) : set(c), s(&ws) { set.open.insert(s); }
+    ~entry() {
+      set.open.erase(s);
+      if (set.stopping && set.open.empty() && set.on_last_closed) set.on_last_closed();
+    }
+  };
+};
+
+asio::awaitable<void> serve(asio::ip::tcp::socket socket, user_registry& users, connections& conns,
                             std::shared_ptr<const herald::session_options> options) {
   auto ws = co_await herald::accept_websocket(std::move(socket), options);
   if (!ws) co_return;
+  if (conns.stopping) {  // upgraded just as the server began to stop
+    ws->close(herald::ws::close_code::going_away, "server shutting down");
+    while (co_await ws->read()) {
+    }
+    co_return;
+  }
+  connections::entry tracked(conns, *ws);
   auto bound = co_await users.login(*ws, check_uid, 10s);
   if (!bound) co_return;
   ws->send("login successful, your uid is " + bound.uid());
@@ -114,19 +140,23 @@ int main(int argc, char** argv) {
   acceptor.listen(asio::socket_base::max_listen_connections);
   std::cout << "uid_push_server listening on " << acceptor.local_endpoint() << std::endl;
 
+  connections conns;
   asio::co_spawn(io, herald::accept_loop(acceptor, [&](asio::ip::tcp::socket s) {
-                   asio::co_spawn(io, serve(std::move(s), users, options), asio::detached);
+                   asio::co_spawn(io, serve(std::move(s), users, conns, options), asio::detached);
                  }), asio::detached);
 
-  // Shutdown: stop accepting, send 1001 to everyone, give the closing handshakes a deadline.
+  // Shutdown: stop accepting, send 1001 to every connection, and stop once their closing
+  // handshakes are done (or at a deadline, for peers that never answer).
   asio::signal_set signals(io, SIGINT, SIGTERM);
   asio::steady_timer deadline(io);
   signals.async_wait([&](std::error_code, int) {
     acceptor.close();
-    users.close_all(herald::ws::close_code::going_away, "server shutting down");
+    conns.stopping = true;
+    conns.on_last_closed = [&] { io.stop(); };
+    for (session* s : conns.open) s->close(herald::ws::close_code::going_away, "server shutting down");
     deadline.expires_after(so.close_timeout + 1s);
     deadline.async_wait([&](std::error_code) { io.stop(); });
-    if (users.session_count() == 0) io.stop();
+    if (conns.open.empty()) io.stop();
   });
   io.run();
   std::cout << "uid_push_server stopped" << std::endl;

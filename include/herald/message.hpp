@@ -38,7 +38,7 @@ class message {
     char buf[ws::max_control_payload];
     buf[0] = static_cast<char>(code >> 8);
     buf[1] = static_cast<char>(code & 0xFF);
-    std::memcpy(buf + 2, reason.data(), reason.size());
+    if (!reason.empty()) std::memcpy(buf + 2, reason.data(), reason.size());
     return make(ws::opcode::close, buf, reason.size() + 2);
   }
 
