@@ -101,7 +101,9 @@ class parser {
           pos = p + len;
           return {pos, control_event(static_cast<opcode>(op), payload, len)};
         }
-        if (len > limits_.max_message_size || message_size_ + len > limits_.max_message_size)
+        // A continuation adds to the message so far; a new message starts from zero.
+        const std::uint64_t so_far = op == 0 ? message_size_ : 0;
+        if (len > limits_.max_message_size || so_far + len > limits_.max_message_size)
           return fail(pos, close_code::message_too_big, "message larger than the limit");
         if (op != 0) {
           in_message_ = true;
