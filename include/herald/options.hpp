@@ -1,7 +1,9 @@
 // Every limit and deadline of a session, with its default, in one place.
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <memory>
 
 namespace herald {
 
@@ -11,6 +13,27 @@ using namespace std::chrono_literals;
 enum class overflow_action {
   close,  // close the slow consumer with 1008 "send queue limit exceeded" (default)
   drop,   // drop the message and count it
+};
+
+// A cap on concurrent sessions, shared by every session made with the same options: past
+// it, upgrade requests are answered 503 before any WebSocket state exists.
+class session_limit {
+ public:
+  explicit session_limit(std::size_t max_sessions) noexcept : max_(max_sessions) {}
+  bool try_acquire() noexcept {
+    std::size_t n = live_.load(std::memory_order_relaxed);
+    do {
+      if (n >= max_) return false;
+    } while (!live_.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
+    return true;
+  }
+  void release() noexcept { live_.fetch_sub(1, std::memory_order_relaxed); }
+  std::size_t live() const noexcept { return live_.load(std::memory_order_relaxed); }
+  std::size_t max() const noexcept { return max_; }
+
+ private:
+  std::size_t max_;
+  std::atomic<std::size_t> live_{0};
 };
 
 struct session_options {
@@ -31,6 +54,8 @@ struct session_options {
   overflow_action on_overflow = overflow_action::close;
   // Size of the read buffers that sessions borrow from a per-thread pool while data is pending.
   std::size_t read_buffer_size = 16 * 1024;
+  // Optional cap on concurrent sessions (see session_limit); none by default.
+  std::shared_ptr<session_limit> limit;
 };
 
 }  // namespace herald

@@ -119,6 +119,9 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream>> {
   }
   ws_session(const ws_session&) = delete;
   ws_session& operator=(const ws_session&) = delete;
+  ~ws_session() {
+    if (holds_limit_slot_) options_->limit->release();
+  }
 
   // Server side: runs the opening handshake within options.handshake_timeout. Bad requests are
   // answered with an HTTP error (400 with the reason, 426 for a wrong version, 431 for an
@@ -272,6 +275,14 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream>> {
     if (!verdict.accepted) {
       co_await refuse(verdict.status, verdict.reason, verdict.response);
       co_return false;
+    }
+    if (options_->limit) {
+      if (!options_->limit->try_acquire()) {
+        const char* why = "too many sessions";
+        co_await refuse(503, why, http::error_response(503, why, "Retry-After: 5\r\n"));
+        co_return false;
+      }
+      holds_limit_slot_ = true;
     }
     std::error_code ec;
     co_await asio::async_write(stream_, asio::buffer(verdict.response), asio::redirect_error(asio::use_awaitable, ec));
@@ -455,6 +466,10 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream>> {
   void shutdown_and_close() {
     if (state_ == state::closed) return;
     state_ = state::closed;
+    if (holds_limit_slot_) {  // the slot follows the connection, not the object
+      holds_limit_slot_ = false;
+      options_->limit->release();
+    }
     ++timer_generation_;
     timer_.cancel();
     std::error_code ec;
@@ -639,6 +654,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream>> {
   bool close_received_ = false;
   bool activity_ = false;
   bool ping_outstanding_ = false;
+  bool holds_limit_slot_ = false;
   close_status status_;
   session_stats stats_;
   std::string target_;
