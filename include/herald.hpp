@@ -6,6 +6,8 @@
 #include "herald/listen.hpp"
 #include "herald/message.hpp"
 #include "herald/options.hpp"
+#include "herald/policy/multi_thread.hpp"
+#include "herald/policy/single_thread.hpp"
 #include "herald/registry.hpp"
 #include "herald/websocket/frame.hpp"
 #include "herald/websocket/handshake.hpp"

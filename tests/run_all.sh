@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up (Debian 12 packages, npm), builds and runs every test:
-#   g++ 12 (-Werror), clang++ 14 (-Werror), and g++ with ASan+UBSan; ctest for each.
-# HERALD_CONFIGS="gcc" (or "gcc clang asan") picks a subset.
+#   g++ 12 (-Werror), clang++ 14 (-Werror), g++ with ASan+UBSan (every test), and g++ with
+#   TSan (the tests where threads meet); ctest for each.
+# HERALD_CONFIGS="gcc" (or any of "gcc clang asan tsan") picks a subset.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bash "$root/.ci/install-deps.sh" g++ clang cmake make libasio-dev doctest-dev python3-websockets ca-certificates
@@ -9,19 +10,26 @@ command -v node >/dev/null && command -v npm >/dev/null || bash "$root/.ci/insta
 (cd "$root/tests/interop" && npm ci --no-audit --no-fund --loglevel=error)
 
 jobs=$(nproc)
-configs=${HERALD_CONFIGS:-"gcc clang asan"}
+configs=${HERALD_CONFIGS:-"gcc clang asan tsan"}
 for config in $configs; do
   case $config in
     gcc)   args=(-DCMAKE_CXX_COMPILER=g++ -DCMAKE_BUILD_TYPE=RelWithDebInfo) ;;
     clang) args=(-DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo) ;;
     asan)  args=(-DCMAKE_CXX_COMPILER=g++ -DCMAKE_BUILD_TYPE=Debug -DHERALD_SANITIZE=address,undefined) ;;
+    tsan)  args=(-DCMAKE_CXX_COMPILER=g++ -DCMAKE_BUILD_TYPE=Debug -DHERALD_SANITIZE=thread) ;;
     *) echo "unknown config $config"; exit 2 ;;
   esac
   dir="$root/build-test-$config"
   echo "=== $config: configure and build"
   cmake -S "$root" -B "$dir" "${args[@]}" >/dev/null
-  cmake --build "$dir" -j"$jobs"
+  filter=()
+  targets=()
+  if [ "$config" = tsan ]; then
+    filter=(-R "unit-multi-thread|unit-session|interop-.*-threads")
+    targets=(--target unit-multi-thread unit-session uid_push_server)
+  fi
+  cmake --build "$dir" -j"$jobs" "${targets[@]}"
   echo "=== $config: test"
-  (cd "$dir" && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j"$jobs" --timeout 300)
+  (cd "$dir" && ASAN_OPTIONS=detect_leaks=1 TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j"$jobs" --timeout 300 "${filter[@]}")
 done
 echo "all test configurations passed: $configs"

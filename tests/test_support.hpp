@@ -54,10 +54,12 @@ inline asio::awaitable<bool> eventually(std::function<bool()> ready, std::chrono
 
 // A server in the shape users write: accept, login (first message is the uid), read loop.
 // What the sessions received and how they ended is recorded for the tests to check.
+template <class Policy = herald::single_thread>
 struct test_server {
+  using registry_type = herald::registry<session, Policy>;
   asio::io_context& io;
   tcp::acceptor acceptor;
-  herald::registry<session> users;
+  registry_type users;
   std::shared_ptr<herald::session_options> options = std::make_shared<herald::session_options>();
   std::chrono::milliseconds login_deadline = 5000ms;
   int send_buffer = 0;  // SO_SNDBUF for accepted sockets when non-zero
@@ -67,10 +69,20 @@ struct test_server {
   std::map<std::string, std::vector<session_ptr>> sessions;        // uid -> server-side sessions
 
   explicit test_server(asio::io_context& ctx, herald::registry_options ro = {})
-      : io(ctx), acceptor(ctx, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)), users(ro) {
+      : io(ctx), acceptor(ctx, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)), users(make_registry(ctx, ro)) {
     asio::co_spawn(io, herald::accept_loop(acceptor, [this](tcp::socket s) {
                      asio::co_spawn(io, serve(std::move(s)), asio::detached);
                    }), asio::detached);
+  }
+
+  // A multi_thread registry here has one lane, the test's io_context: the same test bodies
+  // run against both policies (the threaded hammer test is in unit-multi-thread.cpp).
+  static registry_type make_registry(asio::io_context& ctx, herald::registry_options ro) {
+    if constexpr (std::is_same_v<Policy, herald::multi_thread>) {
+      return registry_type(std::vector<asio::any_io_executor>{ctx.get_executor()}, ro);
+    } else {
+      return registry_type(ro);
+    }
   }
 
   unsigned short port() const { return acceptor.local_endpoint().port(); }
@@ -107,7 +119,8 @@ inline asio::awaitable<session_ptr> connect_client(unsigned short port, std::sha
 }
 
 // Connects and logs in as `uid`, returning once the server has bound it.
-inline asio::awaitable<session_ptr> login_client(test_server& server, const std::string& uid) {
+template <class Server>
+asio::awaitable<session_ptr> login_client(Server& server, const std::string& uid) {
   auto c = co_await connect_client(server.port());
   const std::size_t before = server.users.sessions_of(uid);
   c->send(uid);

@@ -1,4 +1,4 @@
-// registry<ws_session<>, single_thread> on real loopback sockets: login, unicast, broadcast,
+// registry<ws_session<>, Policy> for both policies on real loopback sockets: login, unicast, broadcast,
 // unbinding, duplicate-login policies and a slow consumer among 1,000 healthy sessions.
 #include "test_support.hpp"
 
@@ -6,9 +6,9 @@
 
 using namespace herald_test;
 
-TEST_CASE("unicast reaches exactly the sessions of the addressed uid") {
+TEST_CASE_TEMPLATE("unicast reaches exactly the sessions of the addressed uid", Policy, herald::single_thread, herald::multi_thread) {
   asio::io_context io;
-  test_server server(io);
+  test_server<Policy> server(io);
   run(io, [&]() -> asio::awaitable<void> {
     auto alice1 = co_await login_client(server, "alice");
     auto alice2 = co_await login_client(server, "alice");
@@ -32,9 +32,9 @@ TEST_CASE("unicast reaches exactly the sessions of the addressed uid") {
   });
 }
 
-TEST_CASE("broadcast reaches every logged-in session exactly once, in order, sharing one frame") {
+TEST_CASE_TEMPLATE("broadcast reaches every logged-in session exactly once, in order, sharing one frame", Policy, herald::single_thread, herald::multi_thread) {
   asio::io_context io;
-  test_server server(io);
+  test_server<Policy> server(io);
   run(io, [&]() -> asio::awaitable<void> {
     std::vector<session_ptr> clients;
     for (int i = 0; i < 50; ++i) clients.push_back(co_await login_client(server, "u" + std::to_string(i)));
@@ -57,9 +57,9 @@ TEST_CASE("broadcast reaches every logged-in session exactly once, in order, sha
   });
 }
 
-TEST_CASE("a broadcast frame is encoded once and shared by the queues") {
+TEST_CASE_TEMPLATE("a broadcast frame is encoded once and shared by the queues", Policy, herald::single_thread, herald::multi_thread) {
   asio::io_context io;
-  test_server server(io);
+  test_server<Policy> server(io);
   run(io, [&]() -> asio::awaitable<void> {
     // A client that does not read lets frames pile up in the server's queue.
     server.send_buffer = 4096;
@@ -78,9 +78,9 @@ TEST_CASE("a broadcast frame is encoded once and shared by the queues") {
   });
 }
 
-TEST_CASE("a closed session's uid is unbound") {
+TEST_CASE_TEMPLATE("a closed session's uid is unbound", Policy, herald::single_thread, herald::multi_thread) {
   asio::io_context io;
-  test_server server(io);
+  test_server<Policy> server(io);
   run(io, [&]() -> asio::awaitable<void> {
     auto a = co_await login_client(server, "gone");
     auto b = co_await login_client(server, "stays");
@@ -104,9 +104,9 @@ TEST_CASE("a closed session's uid is unbound") {
   });
 }
 
-TEST_CASE("duplicate login: multi delivers to every device") {
+TEST_CASE_TEMPLATE("duplicate login: multi delivers to every device", Policy, herald::single_thread, herald::multi_thread) {
   asio::io_context io;
-  test_server server(io, {.duplicates = herald::duplicate_login::multi});
+  test_server<Policy> server(io, {.duplicates = herald::duplicate_login::multi});
   run(io, [&]() -> asio::awaitable<void> {
     auto d1 = co_await login_client(server, "dup");
     auto d2 = co_await login_client(server, "dup");
@@ -122,9 +122,9 @@ TEST_CASE("duplicate login: multi delivers to every device") {
   });
 }
 
-TEST_CASE("duplicate login: replace closes the older session with 4000") {
+TEST_CASE_TEMPLATE("duplicate login: replace closes the older session with 4000", Policy, herald::single_thread, herald::multi_thread) {
   asio::io_context io;
-  test_server server(io, {.duplicates = herald::duplicate_login::replace});
+  test_server<Policy> server(io, {.duplicates = herald::duplicate_login::replace});
   run(io, [&]() -> asio::awaitable<void> {
     auto old_one = co_await connect_client(server.port());
     old_one->send("dup");
@@ -141,9 +141,9 @@ TEST_CASE("duplicate login: replace closes the older session with 4000") {
   });
 }
 
-TEST_CASE("duplicate login: reject closes the new session with 1008") {
+TEST_CASE_TEMPLATE("duplicate login: reject closes the new session with 1008", Policy, herald::single_thread, herald::multi_thread) {
   asio::io_context io;
-  test_server server(io, {.duplicates = herald::duplicate_login::reject});
+  test_server<Policy> server(io, {.duplicates = herald::duplicate_login::reject});
   run(io, [&]() -> asio::awaitable<void> {
     auto first = co_await login_client(server, "dup");
     auto second = co_await connect_client(server.port());
@@ -160,9 +160,9 @@ TEST_CASE("duplicate login: reject closes the new session with 1008") {
   });
 }
 
-TEST_CASE("login: deadline, refusal and invalid uids close with 1008 and a reason") {
+TEST_CASE_TEMPLATE("login: deadline, refusal and invalid uids close with 1008 and a reason", Policy, herald::single_thread, herald::multi_thread) {
   asio::io_context io;
-  test_server server(io);
+  test_server<Policy> server(io);
   server.login_deadline = 200ms;
   run(io, [&]() -> asio::awaitable<void> {
     auto silent = co_await connect_client(server.port());
@@ -183,20 +183,20 @@ TEST_CASE("login: deadline, refusal and invalid uids close with 1008 and a reaso
   });
 }
 
-TEST_CASE("login: an awaitable authenticator and its refusal reason") {
+TEST_CASE_TEMPLATE("login: an awaitable authenticator and its refusal reason", Policy, herald::single_thread, herald::multi_thread) {
   asio::io_context io;
-  test_server server(io);
+  test_server<Policy> server(io);
   run(io, [&]() -> asio::awaitable<void> {
     // A server whose authenticator is itself a coroutine (e.g. asks a token service).
     tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-    herald::registry<session> users;
+    auto users = test_server<Policy>::make_registry(io, {});
     auto check = [](std::string_view token) -> asio::awaitable<herald::login_verdict> {
       asio::steady_timer t(co_await asio::this_coro::executor, 1ms);
       co_await t.async_wait(asio::use_awaitable);
       if (token.rfind("token-", 0) == 0) co_return herald::login_verdict::accept(std::string(token.substr(6)));
       co_return herald::login_verdict::refuse("bad token");
     };
-    std::vector<herald::binding<session>> kept;
+    std::vector<herald::binding<session, Policy>> kept;
     asio::co_spawn(io, [&]() -> asio::awaitable<void> {
       for (int i = 0; i < 2; ++i) {
         auto s = co_await acceptor.async_accept(asio::use_awaitable);
@@ -219,9 +219,9 @@ TEST_CASE("login: an awaitable authenticator and its refusal reason") {
   });
 }
 
-TEST_CASE("a client that stops reading is closed at its queue limit while 1,000 others get everything") {
+TEST_CASE_TEMPLATE("a client that stops reading is closed at its queue limit while 1,000 others get everything", Policy, herald::single_thread, herald::multi_thread) {
   asio::io_context io;
-  test_server server(io);
+  test_server<Policy> server(io);
   server.options->send_queue_limit = 64 * 1024;
   server.options->close_timeout = 500ms;
   server.send_buffer = 16 * 1024;

@@ -10,7 +10,7 @@ using herald::ws::opcode;
 namespace {
 
 // Logs a raw client in as `uid` and waits until the server has bound it.
-asio::awaitable<raw_client> raw_login(test_server& server, const std::string& uid) {
+asio::awaitable<raw_client> raw_login(test_server<>& server, const std::string& uid) {
   auto rc = co_await raw_client::connect(server.port());
   co_await rc.handshake();
   co_await rc.write(raw_client::frame(opcode::text, uid));

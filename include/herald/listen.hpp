@@ -3,6 +3,7 @@
 #include <chrono>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 #include "detail/asio.hpp"
 
@@ -12,6 +13,9 @@ struct accept_loop_options {
   // Pause after accept fails for lack of descriptors (EMFILE/ENFILE/ENOBUFS/ENOMEM), so the
   // loop waits for sessions to end instead of spinning on a listening socket that stays readable.
   std::chrono::steady_clock::duration backoff = std::chrono::milliseconds(100);
+  // Executors to place accepted sockets on, in turn (one per thread for multi_thread);
+  // empty: the acceptor's own.
+  std::vector<asio::any_io_executor> executors;
 };
 
 // Accepts until the acceptor is closed, handing every connection to `on_socket` (which
@@ -19,9 +23,12 @@ struct accept_loop_options {
 template <class OnSocket>
 asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, OnSocket on_socket, accept_loop_options options = {}) {
   asio::steady_timer pause(acceptor.get_executor());
+  std::size_t turn = 0;
   while (acceptor.is_open()) {
     std::error_code ec;
-    asio::ip::tcp::socket socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    const auto& executors = options.executors;
+    auto ex = executors.empty() ? acceptor.get_executor() : executors[turn++ % executors.size()];
+    asio::ip::tcp::socket socket = co_await acceptor.async_accept(ex, asio::redirect_error(asio::use_awaitable, ec));
     if (!ec) {
       on_socket(std::move(socket));
       continue;

@@ -5,8 +5,8 @@
 //
 // login() reads the first message, asks the application's authenticator for the uid and
 // returns a binding: the uid stays bound exactly as long as that object lives, whichever
-// way the session's coroutine ends. The single_thread policy keeps everything on one
-// io_context thread with no locks, like the seed's `count = 1` worker.
+// way the session's coroutine ends. Where the sessions live is the Policy's business
+// (policy/single_thread.hpp, policy/multi_thread.hpp); the API is the same for all.
 #pragma once
 #include <chrono>
 #include <cstddef>
@@ -58,9 +58,9 @@ struct login_verdict {
   }
 };
 
-// Policy: one io_context thread owns the registry and all its sessions; no locks. Call the
-// registry only from that thread.
-struct single_thread {};
+// Policies (defined in policy/*.hpp).
+struct single_thread;
+struct multi_thread;
 
 namespace detail {
 template <class T>
@@ -72,23 +72,71 @@ struct transparent_hash {
   using is_transparent = void;
   std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
 };
+
+inline bool valid_uid(std::string_view uid, const registry_options& o) noexcept {
+  if (uid.empty() || uid.size() > o.max_uid_size) return false;
+  for (unsigned char c : uid)
+    if (c < 0x20 || c == 0x7F) return false;
+  return is_valid_utf8(uid.data(), uid.size());
+}
+
+// The first half of every policy's login: read the first message within `deadline` and
+// ask the authenticator. `ended` means the session ended first (status() says why).
+struct first_message_verdict {
+  login_verdict verdict;
+  bool ended = false;
+};
+
+template <class Session, class Authenticate>
+asio::awaitable<first_message_verdict> judge_first_message(Session& s, Authenticate& authenticate,
+                                                           std::chrono::steady_clock::duration deadline,
+                                                           const registry_options& options) {
+  s.expect_message_within(deadline);
+  auto first = co_await s.read();
+  first_message_verdict out;
+  if (!first) {
+    out.ended = true;
+    co_return out;
+  }
+  using answer = std::invoke_result_t<Authenticate&, std::string_view>;
+  if constexpr (is_awaitable<answer>::value) {
+    out.verdict = login_verdict(co_await authenticate(first->text()));
+  } else {
+    out.verdict = login_verdict(authenticate(first->text()));
+  }
+  if (!out.verdict.uid) {
+    if (out.verdict.reason.empty()) out.verdict.reason = "login refused";
+  } else if (!valid_uid(*out.verdict.uid, options)) {
+    out.verdict = login_verdict::refuse("invalid uid");
+  }
+  co_return out;
+}
+
+inline std::size_t counts_as_queued(send_result r) noexcept {
+  return r == send_result::queued || r == send_result::posted;
+}
 }  // namespace detail
 
 template <class Session, class Policy = single_thread>
 class registry;
 
-// The result of login(): while it lives, its uid is bound to its session. Move-only.
+// The result of login(): while it lives, its uid is bound to its session. Move-only. It
+// shares the registry's state, so it may even outlive the registry object (as coroutine
+// frames destroyed with their io_context do).
 template <class Session, class Policy = single_thread>
 class binding {
+  using state_type = typename registry<Session, Policy>::state;
+  using node_type = typename state_type::node;
+
  public:
   binding() = default;
   explicit binding(close_status why) : why_(std::move(why)) {}
   binding(binding&& o) noexcept
-      : registry_(std::exchange(o.registry_, nullptr)), node_(std::exchange(o.node_, nullptr)), why_(std::move(o.why_)) {}
+      : state_(std::move(o.state_)), node_(std::exchange(o.node_, nullptr)), why_(std::move(o.why_)) {}
   binding& operator=(binding&& o) noexcept {
     if (this != &o) {
       reset();
-      registry_ = std::exchange(o.registry_, nullptr);
+      state_ = std::move(o.state_);
       node_ = std::exchange(o.node_, nullptr);
       why_ = std::move(o.why_);
     }
@@ -104,180 +152,18 @@ class binding {
 
   // Unbinds now rather than at destruction.
   void reset() noexcept {
-    if (node_) registry_->unbind(node_);
+    if (node_) state_->unbind(node_);
     node_ = nullptr;
-    registry_ = nullptr;
+    state_.reset();
   }
 
  private:
   friend class registry<Session, Policy>;
-  using node_type = typename registry<Session, Policy>::node;
-  binding(registry<Session, Policy>* r, node_type* n) noexcept : registry_(r), node_(n) {}
+  binding(std::shared_ptr<state_type> st, node_type* n) noexcept : state_(std::move(st)), node_(n) {}
 
-  registry<Session, Policy>* registry_ = nullptr;
+  std::shared_ptr<state_type> state_;
   node_type* node_ = nullptr;
   close_status why_;
-};
-
-template <class Session>
-class registry<Session, single_thread> {
- public:
-  using session_type = Session;
-  using binding_type = binding<Session, single_thread>;
-  using clock = std::chrono::steady_clock;
-
-  explicit registry(registry_options options = {}) : options_(options) {}
-  registry(const registry&) = delete;
-  registry& operator=(const registry&) = delete;
-  ~registry() {
-    // Bindings must not outlive the registry; detach what is left so they are harmless.
-    for (auto& e : all_) e.owner->detached = true;
-  }
-
-  // Reads the session's first message within `deadline` and passes it to `authenticate`,
-  // a callable taking std::string_view and returning something a login_verdict is made of
-  // (a uid string, an optional uid, a login_verdict) or an asio::awaitable of one. A
-  // refusal, an invalid uid, a timeout or a duplicate under `reject` closes the session
-  // with 1008 and a reason, completes the closing handshake and returns an empty binding.
-  template <class Authenticate>
-  asio::awaitable<binding_type> login(Session& s, Authenticate authenticate, clock::duration deadline = std::chrono::seconds(10)) {
-    auto session = s.shared_from_this();
-    s.expect_message_within(deadline);
-    auto first = co_await s.read();
-    if (!first) co_return binding_type(first.status());
-
-    login_verdict verdict;
-    using answer = std::invoke_result_t<Authenticate&, std::string_view>;
-    if constexpr (detail::is_awaitable<answer>::value) {
-      verdict = login_verdict(co_await authenticate(first->text()));
-    } else {
-      verdict = login_verdict(authenticate(first->text()));
-    }
-    std::string refusal;
-    if (!verdict.uid) refusal = verdict.reason.empty() ? "login refused" : verdict.reason;
-    else if (!valid_uid(*verdict.uid)) refusal = "invalid uid";
-    else if (options_.duplicates == duplicate_login::reject && online(*verdict.uid)) refusal = "uid already logged in";
-    if (!refusal.empty()) {
-      // Refused: say why, finish the closing handshake, hand back the reason. (Kept inline:
-      // g++ 12 miscompiles `co_return co_await` of a helper coroutine here.)
-      s.close(ws::close_code::policy_violation, std::move(refusal));
-      while (co_await s.read()) {
-      }
-      co_return binding_type(s.status());
-    }
-    if (!s.is_open()) co_return binding_type(s.status());
-
-    if (options_.duplicates == duplicate_login::replace) {
-      if (auto it = uids_.find(std::string_view(*verdict.uid)); it != uids_.end()) {
-        const auto older = it->second;  // copy: detach() edits the list
-        for (node* n : older) {
-          detach(n);
-          n->session->close(ws::close_code::replaced, "replaced by a newer login");
-        }
-      }
-    }
-    node* n = attach(std::move(session), std::move(*verdict.uid));
-    s.expect_idle();
-    co_return binding_type(this, n);
-  }
-
-  // Sends to every session of `uid`; returns how many it was queued to.
-  std::size_t unicast(std::string_view uid, const message& m) {
-    auto it = uids_.find(uid);
-    if (it == uids_.end()) return 0;
-    std::size_t queued = 0;
-    for (node* n : it->second) queued += accepted(n->session->send_here(m));
-    return queued;
-  }
-  std::size_t unicast(std::string_view uid, std::string_view text) {
-    if (uids_.find(uid) == uids_.end()) return 0;  // encode only for someone
-    return unicast(uid, message::text(text));
-  }
-
-  // Sends to every logged-in session; the frame is built once and shared.
-  std::size_t broadcast(const message& m) {
-    std::size_t queued = 0;
-    for (std::size_t i = 0; i < all_.size(); ++i) queued += accepted(all_[i].session->send_here(m));
-    return queued;
-  }
-  std::size_t broadcast(std::string_view text) { return all_.empty() ? 0 : broadcast(message::text(text)); }
-
-  // Starts the closing handshake of every logged-in session (e.g. 1001 on shutdown).
-  std::size_t close_all(std::uint16_t code = ws::close_code::going_away, std::string_view reason = "server shutting down") {
-    for (auto& e : all_) e.session->close(code, std::string(reason));
-    return all_.size();
-  }
-
-  bool online(std::string_view uid) const { return uids_.find(uid) != uids_.end(); }
-  std::size_t sessions_of(std::string_view uid) const {
-    auto it = uids_.find(uid);
-    return it == uids_.end() ? 0 : it->second.size();
-  }
-  std::size_t uid_count() const noexcept { return uids_.size(); }
-  std::size_t session_count() const noexcept { return all_.size(); }
-  const registry_options& options() const noexcept { return options_; }
-
-  bool valid_uid(std::string_view uid) const noexcept {
-    if (uid.empty() || uid.size() > options_.max_uid_size) return false;
-    for (unsigned char c : uid)
-      if (c < 0x20 || c == 0x7F) return false;
-    return detail::is_valid_utf8(uid.data(), uid.size());
-  }
-
- private:
-  friend class binding<Session, single_thread>;
-
-  struct node {
-    std::shared_ptr<Session> session;
-    std::string uid;
-    std::size_t all_index = 0;
-    std::size_t uid_index = 0;
-    bool detached = false;
-  };
-  // Sessions in one array so a broadcast walks memory in order.
-  struct entry {
-    Session* session;
-    node* owner;
-  };
-
-  static std::size_t accepted(send_result r) noexcept { return r == send_result::queued || r == send_result::posted; }
-
-  node* attach(std::shared_ptr<Session> session, std::string uid) {
-    auto n = std::make_unique<node>();
-    n->session = std::move(session);
-    n->uid = std::move(uid);
-    auto it = uids_.find(std::string_view(n->uid));
-    if (it == uids_.end()) it = uids_.emplace(n->uid, std::vector<node*>{}).first;
-    n->uid_index = it->second.size();
-    it->second.push_back(n.get());
-    n->all_index = all_.size();
-    all_.push_back({n->session.get(), n.get()});
-    return n.release();
-  }
-
-  void detach(node* n) noexcept {
-    if (n->detached) return;
-    n->detached = true;
-    const std::size_t i = n->all_index;
-    all_[i] = all_.back();
-    all_[i].owner->all_index = i;
-    all_.pop_back();
-    auto it = uids_.find(std::string_view(n->uid));
-    auto& list = it->second;
-    list[n->uid_index] = list.back();
-    list[n->uid_index]->uid_index = n->uid_index;
-    list.pop_back();
-    if (list.empty()) uids_.erase(it);
-  }
-
-  void unbind(node* n) noexcept {
-    detach(n);
-    delete n;
-  }
-
-  registry_options options_;
-  std::vector<entry> all_;
-  std::unordered_map<std::string, std::vector<node*>, detail::transparent_hash, std::equal_to<>> uids_;
 };
 
 // "uid:text" -> {"uid", "text"}, split at the first ':' so the text may hold colons.

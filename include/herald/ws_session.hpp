@@ -165,7 +165,9 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream>> {
               co_return in;
             }
           case ws::event_kind::ping:
-            if (!close_sent_) enqueue(message::pong(ev.payload));
+            // A pong counts against send_queue_limit like any frame: a peer that floods pings
+            // without reading the pongs meets on_overflow instead of growing the queue.
+            if (!close_sent_) send_here(message::pong(ev.payload));
             continue;
           case ws::event_kind::pong:
             continue;

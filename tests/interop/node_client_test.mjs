@@ -19,6 +19,8 @@ const STARTUP_TIMEOUT = 10000;  // until the server prints its "listening" line
 
 let SERVER_BINARY = null;
 const STARTED = []; // every ChildProcess this script spawned
+// Extra arguments for every server this script starts, e.g. HERALD_SERVER_ARGS="--threads 2".
+const EXTRA_SERVER_ARGS = (process.env.HERALD_SERVER_ARGS || '').split(/\s+/).filter(Boolean);
 
 class TestFailure extends Error {}
 
@@ -80,7 +82,7 @@ class Server {
     let lastError = null;
     for (let attempt = 0; attempt < 3; ++attempt) { // a probed port may be taken meanwhile
       const port = await freePort();
-      const proc = spawn(SERVER_BINARY, ['--address', '127.0.0.1', '--port', String(port), ...this.extraArgs],
+      const proc = spawn(SERVER_BINARY, ['--address', '127.0.0.1', '--port', String(port), ...this.extraArgs, ...EXTRA_SERVER_ARGS],
                          { stdio: ['ignore', 'pipe', 'inherit'] });
       STARTED.push(proc);
       const expected = `uid_push_server listening on 127.0.0.1:${port}`;
@@ -104,7 +106,7 @@ class Server {
         proc.on('error', () => finish(null));
       });
       proc.stdout.resume(); // keep draining
-      if (line !== null && line.trim() === expected) {
+      if (line !== null && line.trim().startsWith(expected)) {
         this.proc = proc;
         this.port = port;
         return this;

@@ -37,6 +37,8 @@ WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 SERVER_BINARY = None
 STARTED = []  # every Popen this script created
+# Extra arguments for every server this script starts, e.g. HERALD_SERVER_ARGS="--threads 2".
+EXTRA_SERVER_ARGS = os.environ.get("HERALD_SERVER_ARGS", "").split()
 
 
 class TestFailure(Exception):
@@ -72,12 +74,12 @@ class Server:
         for _ in range(3):  # a free port may be taken between probing and binding
             port = free_port()
             proc = subprocess.Popen(
-                [SERVER_BINARY, "--address", "127.0.0.1", "--port", str(port)] + self.extra_args,
+                [SERVER_BINARY, "--address", "127.0.0.1", "--port", str(port)] + self.extra_args + EXTRA_SERVER_ARGS,
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=None)
             STARTED.append(proc)
             expected = "uid_push_server listening on 127.0.0.1:%d" % port
             line = self._read_line(proc, STARTUP_TIMEOUT)
-            if line is not None and line.strip() == expected:
+            if line is not None and line.strip().startswith(expected):
                 self.proc, self.port = proc, port
                 return self
             try:

@@ -97,7 +97,10 @@ inline parse_status parse_request(std::string_view data, std::size_t max_head_si
   if (method.empty()) return error(400, "malformed request line");
   for (char c : method)
     if (!is_token_char(c)) return error(400, "malformed request line");
-  if (target.empty() || target.find_first_of(" \t") != std::string_view::npos) return error(400, "malformed request target");
+  if (target.empty()) return error(400, "malformed request target");
+  // No controls (NUL, a lone CR or LF, DEL...) in the target the application gets to see.
+  for (char c : target)
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7F) return error(400, "malformed request target");
   if (version.size() != 8 || version.substr(0, 7) != "HTTP/1." || version[7] < '0' || version[7] > '9')
     return error(505, "only HTTP/1.x is supported");
   out.method.assign(method);

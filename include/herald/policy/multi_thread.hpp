@@ -1,0 +1,240 @@
+// registry<Session, multi_thread>: one registry across several threads, each running its
+// own io_context (a "lane"). Sessions stay on the lane that accepted them; every method may
+// be called from any thread.
+//
+// - The uid index is split into shards by uid hash, each with its own mutex, so logins and
+//   unicasts on different threads rarely meet. Duplicate-login policies are decided under
+//   the shard's lock: of two logins of one uid, the one that takes the lock first is older.
+// - A broadcast encodes once and hands one job per lane to that lane's thread, which walks its
+//   own sessions; no lock is shared between lanes while sessions are written to.
+// - A send to a session on another lane is posted to it (ws_session::send does that).
+#pragma once
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "../registry.hpp"
+
+namespace herald {
+
+struct multi_thread {};
+
+template <class Session>
+class registry<Session, multi_thread> {
+ public:
+  using session_type = Session;
+  using binding_type = binding<Session, multi_thread>;
+  using clock = std::chrono::steady_clock;
+
+  // `lanes`: the executors sessions will live on (typically one io_context per thread).
+  explicit registry(const std::vector<asio::any_io_executor>& lanes, registry_options options = {}, std::size_t shards = 64)
+      : state_(std::make_shared<state>(lanes, options, shards)) {}
+  registry(const registry&) = delete;
+  registry& operator=(const registry&) = delete;
+
+  // As registry<Session, single_thread>::login. The session must live on one of the lanes.
+  template <class Authenticate>
+  asio::awaitable<binding_type> login(Session& s, Authenticate authenticate, clock::duration deadline = std::chrono::seconds(10)) {
+    auto session = s.shared_from_this();
+    auto st = state_;
+    auto& home = st->lane_of(s.get_executor());
+    auto judged = co_await detail::judge_first_message(s, authenticate, deadline, st->options);
+    if (judged.ended) co_return binding_type(s.status());
+    std::string refusal;
+    std::unique_ptr<typename state::node> n;
+    std::vector<std::shared_ptr<Session>> replaced;
+    if (!judged.verdict.uid) {
+      refusal = std::move(judged.verdict.reason);
+    } else if (s.is_open()) {
+      n = std::make_unique<typename state::node>();
+      n->session = session;
+      n->uid = std::move(*judged.verdict.uid);
+      n->home = &home;
+      if (!st->index(n.get(), replaced)) refusal = "uid already logged in";
+    }
+    if (!refusal.empty()) {
+      // Refused: say why and finish the closing handshake. (Inline, not a helper coroutine:
+      // g++ 12 miscompiles awaiting one here.)
+      s.close(ws::close_code::policy_violation, std::move(refusal));
+      while (co_await s.read()) {
+      }
+      co_return binding_type(s.status());
+    }
+    if (!n) co_return binding_type(s.status());  // the session ended during authentication
+    for (auto& old : replaced) old->close(ws::close_code::replaced, "replaced by a newer login");
+    {
+      std::lock_guard lock(home.mutex);
+      n->lane_index = home.sessions.size();
+      home.sessions.push_back({session.get(), n.get()});
+    }
+    st->session_count.fetch_add(1, std::memory_order_relaxed);
+    s.expect_idle();
+    co_return binding_type(st, n.release());
+  }
+
+  // Sends to every session of `uid`, from any thread; returns how many it was queued or
+  // posted to.
+  std::size_t unicast(std::string_view uid, const message& m) {
+    auto& sh = state_->shard_of(uid);
+    std::lock_guard lock(sh.mutex);
+    auto it = sh.uids.find(uid);
+    if (it == sh.uids.end()) return 0;
+    std::size_t queued = 0;
+    for (auto* n : it->second) queued += detail::counts_as_queued(n->session->send(m));
+    return queued;
+  }
+  std::size_t unicast(std::string_view uid, std::string_view text) {
+    if (!online(uid)) return 0;  // encode only for someone
+    return unicast(uid, message::text(text));
+  }
+
+  // Sends to every logged-in session: one frame, one job per lane. Returns how many
+  // sessions were logged in when it was called (the lanes deliver asynchronously).
+  std::size_t broadcast(const message& m) {
+    for (auto& l : state_->lanes) {
+      if (detail::running_in(l->executor)) {
+        state::fan_out(*l, m);
+      } else {
+        asio::post(l->executor, [keep = state_, target = l.get(), m] { state::fan_out(*target, m); });
+      }
+    }
+    return session_count();
+  }
+  std::size_t broadcast(std::string_view text) { return session_count() == 0 ? 0 : broadcast(message::text(text)); }
+
+  std::size_t close_all(std::uint16_t code = ws::close_code::going_away, std::string_view reason = "server shutting down") {
+    for (auto& l : state_->lanes) {
+      std::lock_guard lock(l->mutex);
+      for (auto& e : l->sessions) e.session->close(code, std::string(reason));
+    }
+    return session_count();
+  }
+
+  bool online(std::string_view uid) const { return sessions_of(uid) != 0; }
+  std::size_t sessions_of(std::string_view uid) const {
+    auto& sh = state_->shard_of(uid);
+    std::lock_guard lock(sh.mutex);
+    auto it = sh.uids.find(uid);
+    return it == sh.uids.end() ? 0 : it->second.size();
+  }
+  std::size_t uid_count() const noexcept { return state_->uid_count.load(std::memory_order_relaxed); }
+  std::size_t session_count() const noexcept { return state_->session_count.load(std::memory_order_relaxed); }
+  const registry_options& options() const noexcept { return state_->options; }
+
+ private:
+  friend class binding<Session, multi_thread>;
+
+  // Everything bindings and lane jobs need; shared with them.
+  struct state {
+    struct lane;
+    struct node {
+      std::shared_ptr<Session> session;
+      std::string uid;
+      lane* home = nullptr;
+      std::size_t lane_index = 0;  // guarded by home->mutex
+      std::size_t uid_index = 0;   // guarded by the shard's mutex
+      bool indexed = false;        // likewise: still in the uid index (false once replaced)
+    };
+    struct entry {
+      Session* session;
+      node* owner;
+    };
+    struct lane {
+      explicit lane(asio::any_io_executor ex) : executor(std::move(ex)) {}
+      asio::any_io_executor executor;
+      std::mutex mutex;  // taken by its own thread, except when a binding dies elsewhere
+      std::vector<entry> sessions;
+    };
+    struct shard {
+      std::mutex mutex;
+      std::unordered_map<std::string, std::vector<node*>, detail::transparent_hash, std::equal_to<>> uids;
+    };
+
+    state(const std::vector<asio::any_io_executor>& executors, registry_options o, std::size_t shard_count)
+        : options(o), shards(shard_count ? shard_count : 1) {
+      lanes.reserve(executors.size());
+      for (const auto& ex : executors) lanes.push_back(std::make_unique<lane>(ex));
+    }
+
+    lane& lane_of(const asio::any_io_executor& ex) {
+      auto& context = asio::query(ex, asio::execution::context);
+      for (auto& l : lanes)
+        if (&asio::query(l->executor, asio::execution::context) == &context) return *l;
+      throw std::invalid_argument("herald::registry<multi_thread>: the session's executor is not one of the registry's lanes");
+    }
+
+    shard& shard_of(std::string_view uid) { return shards[detail::transparent_hash{}(uid) % shards.size()]; }
+
+    // Adds `n` to the uid index under the duplicate policy; false when rejected.
+    bool index(node* n, std::vector<std::shared_ptr<Session>>& replaced) {
+      auto& sh = shard_of(n->uid);
+      std::lock_guard lock(sh.mutex);
+      auto it = sh.uids.find(std::string_view(n->uid));
+      if (it != sh.uids.end()) {
+        if (options.duplicates == duplicate_login::reject) return false;
+        if (options.duplicates == duplicate_login::replace) {
+          for (node* old : it->second) {
+            old->indexed = false;
+            replaced.push_back(old->session);
+          }
+          it->second.clear();
+        }
+      } else {
+        it = sh.uids.emplace(n->uid, std::vector<node*>{}).first;
+        uid_count.fetch_add(1, std::memory_order_relaxed);
+      }
+      n->uid_index = it->second.size();
+      n->indexed = true;
+      it->second.push_back(n);
+      return true;
+    }
+
+    static void fan_out(lane& l, const message& m) {
+      std::lock_guard lock(l.mutex);
+      for (auto& e : l.sessions) e.session->send_here(m);
+    }
+
+    void unbind(node* n) noexcept {
+      {
+        auto& sh = shard_of(n->uid);
+        std::lock_guard lock(sh.mutex);
+        if (n->indexed) {
+          auto it = sh.uids.find(std::string_view(n->uid));
+          auto& list = it->second;
+          list[n->uid_index] = list.back();
+          list[n->uid_index]->uid_index = n->uid_index;
+          list.pop_back();
+          if (list.empty()) {
+            sh.uids.erase(it);
+            uid_count.fetch_sub(1, std::memory_order_relaxed);
+          }
+        }
+      }
+      {
+        lane& l = *n->home;
+        std::lock_guard lock(l.mutex);
+        l.sessions[n->lane_index] = l.sessions.back();
+        l.sessions[n->lane_index].owner->lane_index = n->lane_index;
+        l.sessions.pop_back();
+      }
+      session_count.fetch_sub(1, std::memory_order_relaxed);
+      delete n;
+    }
+
+    registry_options options;
+    std::vector<std::unique_ptr<lane>> lanes;
+    std::vector<shard> shards;
+    std::atomic<std::size_t> uid_count{0};
+    std::atomic<std::size_t> session_count{0};
+  };
+
+  std::shared_ptr<state> state_;
+};
+
+}  // namespace herald

@@ -1,0 +1,213 @@
+// registry<ws_session<>, multi_thread> with real threads: two server lanes, clients on a
+// third thread, and registry calls from all of them. Exact delivery counts; run under TSan
+// in CI (tests/run_all.sh, config "tsan").
+#include "test_support.hpp"
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+using namespace herald_test;
+
+namespace {
+
+using mt_registry = herald::registry<session, herald::multi_thread>;
+
+// Server side: `lanes` io_contexts, each on its own thread; the acceptor deals sockets out
+// in turn. A logged-in session obeys two commands, run on its own lane's thread:
+// "u:<uid>:<text>" unicasts <text> to <uid>, "b:<text>" broadcasts it.
+struct threaded_server {
+  std::vector<std::unique_ptr<asio::io_context>> contexts;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+  std::unique_ptr<mt_registry> users;
+  std::unique_ptr<tcp::acceptor> acceptor;
+  std::vector<std::thread> threads;
+  std::mutex mutex;
+  std::map<std::string, std::vector<herald::close_status>> ended;  // uid -> how sessions ended
+  std::vector<herald::close_status> refused;
+
+  threaded_server(int lanes, herald::registry_options ro) {
+    std::vector<asio::any_io_executor> executors;
+    for (int i = 0; i < lanes; ++i) {
+      contexts.push_back(std::make_unique<asio::io_context>(1));
+      guards.push_back(asio::make_work_guard(*contexts.back()));
+      executors.push_back(contexts.back()->get_executor());
+    }
+    users = std::make_unique<mt_registry>(executors, ro);
+    acceptor = std::make_unique<tcp::acceptor>(*contexts[0], tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    herald::accept_loop_options lo;
+    lo.executors = executors;
+    asio::co_spawn(*contexts[0], herald::accept_loop(*acceptor, [this](tcp::socket s) {
+                     auto ex = s.get_executor();
+                     asio::co_spawn(ex, serve(std::move(s)), asio::detached);
+                   }, lo), asio::detached);
+    for (auto& c : contexts) threads.emplace_back([ctx = c.get()] { ctx->run(); });
+  }
+
+  ~threaded_server() {
+    asio::post(*contexts[0], [this] { acceptor->close(); });
+    guards.clear();
+    for (auto& c : contexts) c->stop();
+    for (auto& t : threads) t.join();
+  }
+
+  unsigned short port() const { return acceptor->local_endpoint().port(); }
+
+  asio::awaitable<void> serve(tcp::socket s) {
+    auto ws = co_await herald::accept_websocket(std::move(s));
+    if (!ws) co_return;
+    auto bound = co_await users->login(*ws, [](std::string_view first) { return std::string(first); }, 5s);
+    if (!bound) {
+      std::lock_guard lock(mutex);
+      refused.push_back(bound.status());
+      co_return;
+    }
+    const std::string uid = bound.uid();
+    while (auto msg = co_await ws->read()) {
+      const std::string_view m = msg->text();
+      if (m.rfind("u:", 0) == 0) {
+        auto [to, body] = herald::split_target(m.substr(2));
+        users->unicast(to, body);
+      } else if (m.rfind("b:", 0) == 0) {
+        users->broadcast(m.substr(2));
+      }
+    }
+    std::lock_guard lock(mutex);
+    ended[uid].push_back(ws->status());
+  }
+};
+
+// A client that keeps every message it receives (on the client thread).
+struct recording_client {
+  session_ptr ws;
+  std::vector<std::string> got;
+  bool ended = false;
+  herald::close_status why;
+};
+
+asio::awaitable<void> record(std::shared_ptr<recording_client> c) {
+  while (auto m = co_await c->ws->read()) c->got.push_back(m->data);
+  c->ended = true;
+  c->why = c->ws->status();
+}
+
+asio::awaitable<std::shared_ptr<recording_client>> connect_recording(unsigned short port, const std::string& uid) {
+  auto c = std::make_shared<recording_client>();
+  c->ws = co_await connect_client(port);
+  c->ws->send(uid);
+  asio::co_spawn(co_await asio::this_coro::executor, record(c), asio::detached);
+  co_return c;
+}
+
+}  // namespace
+
+TEST_CASE("multi_thread: unicast and broadcast from every thread, exact counts") {
+  threaded_server server(2, {});
+  auto& users = *server.users;
+  asio::io_context client_io;  // the clients and this test body run on a third thread
+  run(client_io, [&]() -> asio::awaitable<void> {
+    constexpr int uids = 20, devices = 3, per_sender = 20, broadcasts = 10;
+    std::vector<std::shared_ptr<recording_client>> clients;  // index = uid * devices + device
+    for (int u = 0; u < uids; ++u)
+      for (int d = 0; d < devices; ++d) clients.push_back(co_await connect_recording(server.port(), "u" + std::to_string(u)));
+    REQUIRE(co_await eventually([&] { return users.session_count() == uids * devices; }));
+    CHECK(users.uid_count() == uids);
+    for (int u = 0; u < uids; ++u) CHECK(users.sessions_of("u" + std::to_string(u)) == devices);
+
+    // Every device of uid u sends `per_sender` unicasts to uid u+1, through its own lane.
+    for (int u = 0; u < uids; ++u)
+      for (int d = 0; d < devices; ++d)
+        for (int k = 0; k < per_sender; ++k)
+          clients[u * devices + d]->ws->send("u:u" + std::to_string((u + 1) % uids) + ":from " + std::to_string(u) + "/" +
+                                             std::to_string(d) + " #" + std::to_string(k));
+    // And this thread, which is no lane, broadcasts.
+    for (int b = 0; b < broadcasts; ++b) CHECK(users.broadcast("broadcast " + std::to_string(b)) == uids * devices);
+    // Unicast from here too.
+    CHECK(users.unicast("u0", "direct") == devices);
+
+    const std::size_t each = devices * per_sender + broadcasts;
+    REQUIRE(co_await eventually([&] {
+      for (std::size_t i = 0; i < clients.size(); ++i) {
+        const std::size_t want = each + (i < devices ? 1 : 0);
+        if (clients[i]->got.size() < want) return false;
+      }
+      return true;
+    }, 30000ms));
+
+    for (int u = 0; u < uids; ++u) {
+      const int from = (u + uids - 1) % uids;
+      std::multiset<std::string> expected;
+      for (int d = 0; d < devices; ++d)
+        for (int k = 0; k < per_sender; ++k)
+          expected.insert("from " + std::to_string(from) + "/" + std::to_string(d) + " #" + std::to_string(k));
+      for (int b = 0; b < broadcasts; ++b) expected.insert("broadcast " + std::to_string(b));
+      if (u == 0) expected.insert("direct");
+      for (int d = 0; d < devices; ++d) {
+        auto& got = clients[u * devices + d]->got;
+        CHECK(std::multiset<std::string>(got.begin(), got.end()) == expected);  // exactly once each, intact
+        // Broadcasts from one thread arrive in the order they were made.
+        std::vector<std::string> order;
+        for (auto& m : got)
+          if (m.rfind("broadcast ", 0) == 0) order.push_back(m);
+        for (int b = 0; b < static_cast<int>(order.size()); ++b) CHECK(order[b] == "broadcast " + std::to_string(b));
+      }
+    }
+
+    // Leave: half cleanly, half abruptly; everything is unbound on the lanes' threads.
+    for (std::size_t i = 0; i < clients.size(); ++i) {
+      if (i % 2) clients[i]->ws->close(herald::ws::close_code::normal, "bye");
+      else clients[i]->ws->stream().close();
+    }
+    REQUIRE(co_await eventually([&] { return users.session_count() == 0 && users.uid_count() == 0; }, 30000ms));
+    CHECK(users.unicast("u1", "nobody") == 0);
+  });
+}
+
+TEST_CASE("multi_thread: racing duplicate logins are decided once per uid") {
+  for (auto policy : {herald::duplicate_login::replace, herald::duplicate_login::reject}) {
+    CAPTURE(static_cast<int>(policy));
+    threaded_server server(2, {.duplicates = policy});
+    auto& users = *server.users;
+    asio::io_context client_io;
+    run(client_io, [&]() -> asio::awaitable<void> {
+      constexpr int pairs = 40;
+      std::vector<std::shared_ptr<recording_client>> first, second;
+      // Both logins of a uid are sent back to back; consecutive sockets land on different lanes.
+      for (int i = 0; i < pairs; ++i) {
+        auto a = std::make_shared<recording_client>();
+        auto b = std::make_shared<recording_client>();
+        a->ws = co_await connect_client(server.port());
+        b->ws = co_await connect_client(server.port());
+        a->ws->send("dup" + std::to_string(i));
+        b->ws->send("dup" + std::to_string(i));
+        asio::co_spawn(client_io, record(a), asio::detached);
+        asio::co_spawn(client_io, record(b), asio::detached);
+        first.push_back(a);
+        second.push_back(b);
+      }
+      // Each uid ends with exactly one session, the other one closed with the policy's code.
+      REQUIRE(co_await eventually([&] {
+        for (int i = 0; i < pairs; ++i)
+          if (first[i]->ended == second[i]->ended) return false;
+        return users.session_count() == pairs;
+      }, 30000ms));
+      const std::uint16_t code = policy == herald::duplicate_login::replace ? 4000 : 1008;
+      for (int i = 0; i < pairs; ++i) {
+        auto& loser = first[i]->ended ? first[i] : second[i];
+        CHECK(loser->why.code == code);
+        CHECK(users.sessions_of("dup" + std::to_string(i)) == 1);
+        CHECK(users.unicast("dup" + std::to_string(i), "winner") == 1);
+      }
+      CHECK(users.uid_count() == pairs);
+      for (int i = 0; i < pairs; ++i) {
+        auto& winner = first[i]->ended ? second[i] : first[i];
+        REQUIRE(co_await eventually([&] { return winner->got.size() == 1; }));
+        CHECK(winner->got[0] == "winner");
+        winner->ws->close();
+      }
+      REQUIRE(co_await eventually([&] { return users.session_count() == 0; }, 30000ms));
+    });
+  }
+}
