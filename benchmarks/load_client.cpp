@@ -1,0 +1,835 @@
+// load_client: drives a running uid_push_server with many herald client sessions and
+// measures it from outside (its RSS and CPU time come from /proc/<server-pid>).
+//
+//   load_client --host 127.0.0.1 --port P --sessions N --scenario hold|broadcast
+//               --server-pid PID [--messages M] [--size BYTES] [--window W]
+//               [--timeout S] [--stall-timeout S] [--handshakes H] [--source-ips K]
+//
+// Both scenarios first connect N sessions (at most H handshakes in flight), each logging
+// in as "u<i>" and waiting for "login successful, your uid is u<i>".
+//
+//   hold       waits 2 s, then reports the server's RSS growth per idle logged-in session.
+//   broadcast  one more session (uid "sender") sends M messages "all:<payload>", at most W
+//              in flight (a broadcast is done when all N+1 sessions have it). The payload is
+//              exactly BYTES bytes: "<seq> <steady_clock ns> " padded with 'x'. Every session
+//              checks that it gets every sequence number once, in order, intact.
+//
+// Against a loopback server the sessions connect from K source addresses 127.0.0.1 ...
+// 127.0.0.K (default 16; IP_BIND_ADDRESS_NO_PORT). From a single source address, Linux
+// connect() searches the ephemeral port range for a free port, and once half of it is in
+// use that search dominates the client's CPU (measured: 70% of the load client's time in
+// __inet_hash_connect at 19 000 sessions), so the login rate would measure the client's
+// kernel, not the server. --source-ips 1 brings that behaviour back.
+//
+// One thread, one io_context. Every wait is bounded by --timeout (whole run) and, while
+// messages flow, by --stall-timeout (no delivery for that long). Any failure prints FAIL
+// with the details and exits 1. The last line is `RESULT key=value ...`.
+#include <herald.hpp>
+
+#include <sys/resource.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+using namespace std::chrono_literals;
+using tcp = asio::ip::tcp;
+using session = herald::ws_session<>;
+using session_ptr = std::shared_ptr<session>;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+// ---------------------------------------------------------------- configuration
+
+struct config {
+  std::string host = "127.0.0.1";
+  unsigned short port = 0;
+  std::size_t sessions = 0;
+  std::string scenario;
+  std::size_t messages = 100;
+  std::size_t size = 1024;
+  long server_pid = 0;
+  std::size_t window = 4;
+  int timeout_s = 120;
+  int stall_timeout_s = 20;
+  std::size_t handshakes = 500;
+  std::size_t source_ips = 0;  // 0: 16 for a 127.x server, else 1 (no explicit bind)
+};
+
+// "<seq> <ns> " needs at most 10 + 1 + 20 + 1 bytes.
+constexpr std::size_t min_payload = 32;
+
+[[noreturn]] void usage(const char* why) {
+  std::fprintf(stderr,
+               "load_client: %s\n"
+               "usage: load_client --host H --port P --sessions N --scenario hold|broadcast --server-pid PID\n"
+               "                   [--messages M (100)] [--size BYTES (1024, >= %zu)] [--window W (4)]\n"
+               "                   [--timeout SECONDS (120)] [--stall-timeout SECONDS (20)] [--handshakes H (500)]\n"
+               "                   [--source-ips K (16 for a loopback server, 1..254)]\n",
+               why, min_payload);
+  std::exit(2);
+}
+
+std::size_t to_size(const std::string& s) {
+  std::size_t v = 0;
+  const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (r.ec != std::errc{} || r.ptr != s.data() + s.size()) usage("expected a non-negative integer");
+  return v;
+}
+
+config parse_args(int argc, char** argv) {
+  config c;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage("missing value");
+      return argv[++i];
+    };
+    if (a == "--host") c.host = value();
+    else if (a == "--port") c.port = static_cast<unsigned short>(to_size(value()));
+    else if (a == "--sessions") c.sessions = to_size(value());
+    else if (a == "--scenario") c.scenario = value();
+    else if (a == "--messages") c.messages = to_size(value());
+    else if (a == "--size") c.size = to_size(value());
+    else if (a == "--server-pid") c.server_pid = static_cast<long>(to_size(value()));
+    else if (a == "--window") c.window = to_size(value());
+    else if (a == "--timeout") c.timeout_s = static_cast<int>(to_size(value()));
+    else if (a == "--stall-timeout") c.stall_timeout_s = static_cast<int>(to_size(value()));
+    else if (a == "--handshakes") c.handshakes = to_size(value());
+    else if (a == "--source-ips") c.source_ips = to_size(value());
+    else if (a == "--help" || a == "-h") usage("help");
+    else usage("unknown option");
+  }
+  if (c.port == 0) usage("--port is required");
+  if (c.sessions == 0) usage("--sessions must be at least 1");
+  if (c.scenario != "hold" && c.scenario != "broadcast") usage("--scenario takes hold or broadcast");
+  if (c.server_pid <= 0) usage("--server-pid is required");
+  if (c.size < min_payload) usage("--size is too small for the sequence number and timestamp");
+  if (c.messages == 0 || c.messages > 0xFFFFFFF0u) usage("--messages out of range");
+  if (c.window == 0) usage("--window must be at least 1");
+  if (c.handshakes == 0) usage("--handshakes must be at least 1");
+  if (c.source_ips > 254) usage("--source-ips takes 1 to 254");
+  if (c.timeout_s <= 0 || c.stall_timeout_s <= 0) usage("timeouts must be positive");
+  return c;
+}
+
+// ---------------------------------------------------------------- /proc and rusage
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+bool process_alive(long pid) { return ::access(("/proc/" + std::to_string(pid)).c_str(), F_OK) == 0; }
+
+// A "Vm...:   123 kB" line of /proc/PID/status, in bytes; -1 if unreadable.
+long long proc_status_bytes(long pid, std::string_view key) {
+  const std::string s = read_file("/proc/" + std::to_string(pid) + "/status");
+  std::size_t pos = 0;
+  while (pos < s.size()) {
+    std::size_t eol = s.find('\n', pos);
+    if (eol == std::string::npos) eol = s.size();
+    const std::string_view line(s.data() + pos, eol - pos);
+    if (line.size() > key.size() && line.substr(0, key.size()) == key && line[key.size()] == ':') {
+      std::size_t p = key.size() + 1;
+      while (p < line.size() && (line[p] == ' ' || line[p] == '\t')) ++p;
+      long long kb = 0;
+      const auto r = std::from_chars(line.data() + p, line.data() + line.size(), kb);
+      if (r.ec != std::errc{}) return -1;
+      return kb * 1024;
+    }
+    pos = eol + 1;
+  }
+  return -1;
+}
+
+struct cpu_times {
+  double user = 0, sys = 0;
+  double total() const { return user + sys; }
+};
+
+// utime and stime (fields 14 and 15 of /proc/PID/stat) in seconds; negative if unreadable.
+cpu_times proc_cpu(long pid) {
+  const std::string s = read_file("/proc/" + std::to_string(pid) + "/stat");
+  const auto close = s.rfind(')');  // the command name may hold spaces and parentheses
+  if (close == std::string::npos) return {-1, -1};
+  std::istringstream in(s.substr(close + 1));
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  for (int n = 3; n <= 15 && (in >> field); ++n) {
+    if (n == 14) utime = std::stoull(field);
+    if (n == 15) stime = std::stoull(field);
+  }
+  if (!in) return {-1, -1};
+  const auto tck = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  return {static_cast<double>(utime) / tck, static_cast<double>(stime) / tck};
+}
+
+cpu_times self_cpu() {
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  auto secs = [](const timeval& tv) { return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6; };
+  return {secs(ru.ru_utime), secs(ru.ru_stime)};
+}
+
+// Busy and total core-seconds of the whole machine so far (first line of /proc/stat).
+struct machine_cpu {
+  double busy = 0, total = 0;
+};
+machine_cpu read_machine_cpu() {
+  std::istringstream in(read_file("/proc/stat"));
+  std::string label;
+  unsigned long long user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
+  in >> label >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
+  if (!in || label != "cpu") return {};
+  const auto tck = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  const auto busy = static_cast<double>(user + nice + system + irq + softirq + steal);
+  return {busy / tck, (busy + static_cast<double>(idle + iowait)) / tck};
+}
+
+// CPU time of the server, of this process and of the machine at one moment.
+struct cpu_snapshot {
+  cpu_times server;
+  cpu_times client;
+  machine_cpu machine;
+  static cpu_snapshot take(long server_pid) { return {proc_cpu(server_pid), self_cpu(), read_machine_cpu()}; }
+};
+
+// What happened between two snapshots, in core-seconds.
+struct cpu_use {
+  double server_user = 0, server_sys = 0, client_user = 0, client_sys = 0, machine_busy = 0, machine_total = 0;
+  double server() const { return server_user + server_sys; }
+  double client() const { return client_user + client_sys; }
+  // Everything else the machine did meanwhile (other processes, kernel threads); when this
+  // is large the run shared the machine and its numbers are disturbed.
+  double others() const { return std::max(0.0, machine_busy - server() - client()); }
+  static cpu_use between(const cpu_snapshot& a, const cpu_snapshot& b) {
+    return {b.server.user - a.server.user, b.server.sys - a.server.sys, b.client.user - a.client.user,
+            b.client.sys - a.client.sys, b.machine.busy - a.machine.busy, b.machine.total - a.machine.total};
+  }
+};
+
+// "machine: ..." line; warns when other processes took more than 10% of the machine.
+void print_machine(const char* phase, const cpu_use& u) {
+  std::printf("machine during %s: %.2f of %.2f core-s busy (server %.2f, load client %.2f, other processes %.2f)\n",
+              phase, u.machine_busy, u.machine_total, u.server(), u.client(), u.others());
+  if (u.machine_total > 0 && u.others() > 0.10 * u.machine_total)
+    std::printf("WARNING: other processes used %.0f%% of the machine during %s; its numbers are disturbed\n",
+                100.0 * u.others() / u.machine_total, phase);
+}
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now().time_since_epoch()).count();
+}
+
+double seconds_between(clock_type::time_point a, clock_type::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+// ---------------------------------------------------------------- latency sample
+
+// Every value while it fits, then a uniform reservoir (Algorithm R); exact count, max, mean.
+class sample {
+ public:
+  explicit sample(std::size_t capacity) : capacity_(capacity) {}
+  void reserve(std::size_t n) { values_.reserve(std::min(n, capacity_)); }
+  void add(std::int64_t v) {
+    ++count_;
+    sum_ += static_cast<double>(v);
+    max_ = std::max(max_, v);
+    if (values_.size() < capacity_) {
+      values_.push_back(v);
+    } else {
+      std::uniform_int_distribution<std::uint64_t> pick(0, count_ - 1);
+      const auto j = pick(rng_);
+      if (j < capacity_) values_[j] = v;
+    }
+  }
+  std::uint64_t count() const { return count_; }
+  std::size_t kept() const { return values_.size(); }
+  std::int64_t max() const { return max_; }
+  double mean() const { return count_ ? sum_ / static_cast<double>(count_) : 0.0; }
+  // Quantile q in [0, 1] of the kept values (reorders them).
+  std::int64_t quantile(double q) {
+    if (values_.empty()) return 0;
+    auto k = static_cast<std::size_t>(q * static_cast<double>(values_.size() - 1) + 0.5);
+    std::nth_element(values_.begin(), values_.begin() + static_cast<std::ptrdiff_t>(k), values_.end());
+    return values_[k];
+  }
+
+ private:
+  std::size_t capacity_;
+  std::vector<std::int64_t> values_;
+  std::uint64_t count_ = 0;
+  double sum_ = 0;
+  std::int64_t max_ = 0;
+  std::mt19937_64 rng_{12345};
+};
+
+std::string ms(double ns) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.3f ms", ns / 1e6);
+  return buf;
+}
+
+// ---------------------------------------------------------------- the run
+
+enum class phase { start, login, hold, broadcast, done };
+
+const char* phase_name(phase p) {
+  switch (p) {
+    case phase::start: return "start";
+    case phase::login: return "login";
+    case phase::hold: return "hold";
+    case phase::broadcast: return "broadcast";
+    case phase::done: return "done";
+  }
+  return "?";
+}
+
+struct peer {
+  std::uint32_t expected = 0;  // next sequence number
+  std::uint32_t received = 0;  // valid broadcast messages received
+  bool logged_in = false;
+  bool ended = false;
+  herald::close_status end;
+};
+
+struct bench {
+  config cfg;
+  asio::io_context io{1};
+  std::shared_ptr<const herald::session_options> options;
+  tcp::endpoint endpoint;
+  std::size_t total = 0;  // sessions to log in: N, plus the sender in broadcast
+  std::vector<session_ptr> sessions;
+  std::vector<peer> peers;
+  phase ph = phase::start;
+
+  // Wakes the controller coroutine; it re-checks its condition after every wake-up.
+  asio::steady_timer wake{io};
+  void notify() { wake.cancel(); }
+
+  // login
+  std::size_t next_login = 0;
+  std::size_t logged_in = 0;
+  std::size_t login_failed = 0;
+  std::vector<std::string> login_failures;  // first few
+  sample login_latency{1u << 20};
+
+  // broadcast
+  std::vector<std::uint32_t> seq_count;  // sessions that have each sequence number
+  std::size_t completed = 0;             // sequence numbers every session has
+  std::uint64_t deliveries = 0;
+  std::uint64_t errors = 0;
+  std::vector<std::string> error_samples;
+  sample latency{4u << 20};
+  clock_type::time_point last_delivery;
+
+  std::size_t ended_in_phase = 0;
+  bool failing = false;
+  std::string fail_reason;
+
+  std::string uid_of(std::size_t i) const {
+    if (cfg.scenario == "broadcast" && i == cfg.sessions) return "sender";
+    std::string uid = "u";  // (not "u" + to_string: g++ 12 warns falsely, -Wrestrict)
+    uid += std::to_string(i);
+    return uid;
+  }
+
+  void error(std::string what) {
+    ++errors;
+    if (error_samples.size() < 20) error_samples.push_back(std::move(what));
+  }
+
+  // Marks the run as failed; the monitor prints the details and exits (after a short grace,
+  // so simultaneous failures are reported together).
+  void fail(std::string why) {
+    if (failing) return;
+    failing = true;
+    fail_reason = std::move(why);
+  }
+
+  void on_login_failure(std::size_t i, std::string why) {
+    ++login_failed;
+    if (login_failures.size() < 10) login_failures.push_back(uid_of(i) + ": " + why);
+    notify();
+  }
+
+  void on_message(std::size_t i, std::string_view m) {
+    const std::int64_t t = now_ns();
+    if (ph != phase::broadcast) {
+      error(uid_of(i) + ": unexpected message in phase " + phase_name(ph) + ": '" +
+            std::string(m.substr(0, 80)) + "'");
+      return;
+    }
+    peer& p = peers[i];
+    if (m.size() != cfg.size) {
+      error(uid_of(i) + ": message of " + std::to_string(m.size()) + " bytes, expected " + std::to_string(cfg.size) +
+            " (after seq " + std::to_string(p.expected) + "): '" + std::string(m.substr(0, 40)) + "...'");
+      return;
+    }
+    std::uint32_t seq = 0;
+    std::int64_t sent = 0;
+    const char* b = m.data();
+    const char* e = b + m.size();
+    auto r1 = std::from_chars(b, e, seq);
+    bool ok = r1.ec == std::errc{} && r1.ptr < e && *r1.ptr == ' ';
+    const char* q = ok ? r1.ptr + 1 : e;
+    auto r2 = std::from_chars(q, e, sent);
+    ok = ok && r2.ec == std::errc{} && r2.ptr < e && *r2.ptr == ' ';
+    if (ok) {
+      for (const char* c = r2.ptr + 1; c < e; ++c) {
+        if (*c != 'x') {
+          ok = false;
+          break;
+        }
+      }
+    }
+    if (!ok) {
+      error(uid_of(i) + ": corrupt payload (after seq " + std::to_string(p.expected) + "): '" +
+            std::string(m.substr(0, 60)) + "...'");
+      return;
+    }
+    if (seq >= cfg.messages) {
+      error(uid_of(i) + ": sequence number " + std::to_string(seq) + " was never sent");
+      return;
+    }
+    if (seq != p.expected) {
+      if (seq < p.expected) {
+        error(uid_of(i) + ": seq " + std::to_string(seq) + " again or out of order (expected " +
+              std::to_string(p.expected) + ")");
+        return;  // not counted a second time
+      }
+      error(uid_of(i) + ": seq " + std::to_string(seq) + " arrived, expected " + std::to_string(p.expected) +
+            " (missing " + std::to_string(seq - p.expected) + ")");
+    }
+    p.expected = seq + 1;
+    ++p.received;
+    ++deliveries;
+    latency.add(t - sent);
+    last_delivery = clock_type::time_point(
+        std::chrono::duration_cast<clock_type::duration>(std::chrono::nanoseconds(t)));
+    if (++seq_count[seq] == total) {
+      while (completed < cfg.messages && seq_count[completed] == total) ++completed;
+      notify();
+    }
+  }
+
+  void on_end(std::size_t i, const herald::close_status& why) {
+    peer& p = peers[i];
+    p.ended = true;
+    p.end = why;
+    if (ph == phase::hold || ph == phase::broadcast) {
+      ++ended_in_phase;
+      fail("session " + uid_of(i) + " ended during the " + phase_name(ph) + " phase: " + std::to_string(why.code) +
+           " '" + why.reason + "'");
+    } else if (ph == phase::login && p.logged_in) {
+      ++ended_in_phase;
+      fail("session " + uid_of(i) + " ended after logging in: " + std::to_string(why.code) + " '" + why.reason + "'");
+    }
+  }
+
+  [[noreturn]] void exit_with_failure() {
+    std::printf("FAIL: %s\n", fail_reason.c_str());
+    std::printf("  phase: %s; logged in %zu of %zu, login failures %zu\n", phase_name(ph), logged_in, total,
+                login_failed);
+    for (const auto& f : login_failures) std::printf("    login failure: %s\n", f.c_str());
+    std::map<std::string, std::size_t> ends;
+    for (std::size_t i = 0; i < peers.size(); ++i)
+      if (peers[i].ended) ++ends[std::to_string(peers[i].end.code) + " '" + peers[i].end.reason + "'"];
+    for (const auto& [why, n] : ends) std::printf("  sessions ended with %s: %zu\n", why.c_str(), n);
+    if (cfg.scenario == "broadcast") {
+      std::size_t short_sessions = 0;
+      std::uint32_t lo = 0xFFFFFFFFu, hi = 0;
+      for (std::size_t i = 0; i < peers.size(); ++i) {
+        lo = std::min(lo, peers[i].received);
+        hi = std::max(hi, peers[i].received);
+        if (peers[i].received < cfg.messages) ++short_sessions;
+      }
+      std::printf("  broadcasts completed (every session has it): %zu of %zu; deliveries %llu of %llu\n", completed,
+                  cfg.messages, static_cast<unsigned long long>(deliveries),
+                  static_cast<unsigned long long>(cfg.messages) * total);
+      std::printf("  per-session received: min %u max %u; sessions with fewer than %zu: %zu\n", lo, hi, cfg.messages,
+                  short_sessions);
+      std::size_t shown = 0;  // the sessions furthest behind
+      for (std::size_t i = 0; i < peers.size() && shown < 10; ++i) {
+        if (peers[i].received == lo && lo < cfg.messages) {
+          std::printf("    %s: received %u, next expected seq %u%s\n", uid_of(i).c_str(), peers[i].received,
+                      peers[i].expected, peers[i].ended ? " (ended)" : "");
+          ++shown;
+        }
+      }
+      if (completed < cfg.messages && completed < seq_count.size())
+        std::printf("  seq %zu reached %u of %zu sessions\n", completed, seq_count[completed], total);
+      if (ph == phase::broadcast)
+        std::printf("  last delivery %.3f s ago\n", seconds_between(last_delivery, clock_type::now()));
+    }
+    std::printf("  verification errors: %llu\n", static_cast<unsigned long long>(errors));
+    for (const auto& e : error_samples) std::printf("    %s\n", e.c_str());
+    std::printf("  server pid %ld %s\n", cfg.server_pid, process_alive(cfg.server_pid) ? "is alive" : "is GONE");
+    std::printf("RESULT scenario=%s status=FAIL phase=%s sessions=%zu logged_in=%zu login_failures=%zu completed=%zu "
+                "deliveries=%llu errors=%llu ended=%zu\n",
+                cfg.scenario.c_str(), phase_name(ph), cfg.sessions, logged_in, login_failed, completed,
+                static_cast<unsigned long long>(deliveries), static_cast<unsigned long long>(errors), ended_in_phase);
+    std::fflush(stdout);
+    std::_Exit(1);  // leave the sockets to the kernel
+  }
+};
+
+void report_exception(bench& b, const char* where, std::exception_ptr e) {
+  if (!e) return;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    b.fail(std::string("exception in ") + where + ": " + ex.what());
+  } catch (...) {
+    b.fail(std::string("unknown exception in ") + where);
+  }
+}
+
+// Reads until the session ends; every message is checked by bench::on_message.
+asio::awaitable<void> reader(bench& b, std::size_t i, session_ptr ws) {
+  for (;;) {
+    auto m = co_await ws->read();
+    if (!m) {
+      b.on_end(i, m.status());
+      co_return;
+    }
+    b.on_message(i, m->text());
+  }
+}
+
+// Connects session i, logs it in and starts its reader.
+asio::awaitable<void> login_one(bench& b, std::size_t i) {
+  const auto started = clock_type::now();
+  auto ex = co_await asio::this_coro::executor;
+  tcp::socket socket(ex);
+  std::error_code ec;
+  if (b.cfg.source_ips > 1) {
+    // Source address 127.0.0.(1 + i % K); the port is chosen at connect() for the 4-tuple.
+    socket.open(tcp::v4(), ec);
+    int one = 1;
+    if (!ec && ::setsockopt(socket.native_handle(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) != 0)
+      ec = std::error_code(errno, std::system_category());
+    const asio::ip::address_v4 source(0x7F000001u + static_cast<std::uint32_t>(i % b.cfg.source_ips));
+    if (!ec) socket.bind(tcp::endpoint(source, 0), ec);
+    if (ec) {
+      b.on_login_failure(i, "bind to a source address: " + ec.message());
+      co_return;
+    }
+  }
+  co_await socket.async_connect(b.endpoint, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) {
+    b.on_login_failure(i, "connect: " + ec.message());
+    co_return;
+  }
+  herald::close_status why;
+  auto ws = co_await session::connect(std::move(socket), b.cfg.host, "/", b.options, &why);
+  if (!ws) {
+    b.on_login_failure(i, "websocket handshake: " + std::to_string(why.code) + " " + why.reason);
+    co_return;
+  }
+  const std::string uid = b.uid_of(i);
+  ws->send(uid);
+  auto reply = co_await ws->read();
+  if (!reply) {
+    b.on_login_failure(i, "no login reply: " + std::to_string(reply.status().code) + " " + reply.status().reason);
+    co_return;
+  }
+  const std::string expected = "login successful, your uid is " + uid;
+  if (reply->text() != expected) {
+    b.on_login_failure(i, "login reply '" + std::string(reply->text().substr(0, 100)) + "'");
+    co_return;
+  }
+  b.login_latency.add(std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - started).count());
+  b.sessions[i] = ws;
+  b.peers[i].logged_in = true;
+  ++b.logged_in;
+  asio::co_spawn(ex, reader(b, i, ws), [&b](std::exception_ptr e) { report_exception(b, "reader", e); });
+  b.notify();
+}
+
+// One of cfg.handshakes workers: logs sessions in one after another, so that at most that
+// many handshakes are in flight.
+asio::awaitable<void> login_worker(bench& b) {
+  while (b.next_login < b.total && !b.failing) {
+    const std::size_t i = b.next_login++;
+    co_await login_one(b, i);
+  }
+}
+
+// Sleeps on the wake timer until notified (or 100 ms, as a safety net).
+asio::awaitable<void> wait_for_change(bench& b) {
+  b.wake.expires_after(100ms);
+  std::error_code ec;
+  co_await b.wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+}
+
+asio::awaitable<void> sleep_for(clock_type::duration d) {
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  t.expires_after(d);
+  co_await t.async_wait(asio::use_awaitable);
+}
+
+// Progress lines, the stall check and the failure exit.
+asio::awaitable<void> monitor(bench& b) {
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  const auto begin = clock_type::now();
+  auto last_print = begin;
+  std::uint64_t last_deliveries = 0;
+  auto last_progress = begin;
+  for (;;) {
+    t.expires_after(250ms);
+    co_await t.async_wait(asio::use_awaitable);
+    if (b.failing) {
+      t.expires_after(1s);  // let simultaneous failures show up too
+      co_await t.async_wait(asio::use_awaitable);
+      b.exit_with_failure();
+    }
+    const auto now = clock_type::now();
+    if (b.deliveries != last_deliveries || b.ph != phase::broadcast) {
+      last_deliveries = b.deliveries;
+      last_progress = now;
+    } else if (now - last_progress > std::chrono::seconds(b.cfg.stall_timeout_s)) {
+      b.fail("stall: no message delivered for " + std::to_string(b.cfg.stall_timeout_s) + " s");
+    }
+    if (now - last_print >= 5s) {
+      last_print = now;
+      if (b.ph == phase::login)
+        std::printf("  ... %.0f s: %zu of %zu logged in\n", seconds_between(begin, now), b.logged_in, b.total);
+      else if (b.ph == phase::broadcast)
+        std::printf("  ... %.0f s: %zu of %zu broadcasts complete, %llu deliveries\n", seconds_between(begin, now),
+                    b.completed, b.cfg.messages, static_cast<unsigned long long>(b.deliveries));
+      std::fflush(stdout);
+    }
+  }
+}
+
+[[noreturn]] void finish(int code) {
+  std::fflush(stdout);
+  std::_Exit(code);  // tearing 19 000 sessions down one by one measures nothing; the kernel closes them
+}
+
+asio::awaitable<void> run(bench& b) {
+  const config& c = b.cfg;
+  const long long rss_before = proc_status_bytes(c.server_pid, "VmRSS");
+  if (rss_before < 0) {
+    b.fail("cannot read /proc/" + std::to_string(c.server_pid) + "/status");
+    co_return;
+  }
+  const long long client_rss_before = proc_status_bytes(::getpid(), "VmRSS");
+  std::printf("load_client: scenario=%s sessions=%zu%s server_pid=%ld server_rss_before=%lld source_ips=%zu\n",
+              c.scenario.c_str(), c.sessions, c.scenario == "broadcast" ? " (+1 sender)" : "", c.server_pid, rss_before,
+              c.source_ips);
+  std::fflush(stdout);
+
+  // ---- login
+  b.ph = phase::login;
+  const auto login_cpu_start = cpu_snapshot::take(c.server_pid);
+  const auto login_start = clock_type::now();
+  const std::size_t workers = std::min(c.handshakes, b.total);
+  for (std::size_t w = 0; w < workers; ++w)
+    asio::co_spawn(b.io, login_worker(b), [&b](std::exception_ptr e) { report_exception(b, "login", e); });
+  while (b.logged_in + b.login_failed < b.total && !b.failing) co_await wait_for_change(b);
+  const auto login_end = clock_type::now();
+  const auto login_cpu = cpu_use::between(login_cpu_start, cpu_snapshot::take(c.server_pid));
+  if (b.failing) co_return;
+  if (b.login_failed > 0) {
+    b.fail(std::to_string(b.login_failed) + " of " + std::to_string(b.total) + " sessions failed to log in");
+    co_return;
+  }
+  const double login_s = seconds_between(login_start, login_end);
+  const double login_rate = static_cast<double>(b.total) / login_s;
+  const double login_p50 = static_cast<double>(b.login_latency.quantile(0.50));
+  const double login_p99 = static_cast<double>(b.login_latency.quantile(0.99));
+  std::printf("login: %zu sessions in %.3f s = %.0f logins/s (connect+handshake+login each: p50 %s, p99 %s, max %s; "
+              "%zu in flight)\n",
+              b.total, login_s, login_rate, ms(login_p50).c_str(), ms(login_p99).c_str(),
+              ms(static_cast<double>(b.login_latency.max())).c_str(), workers);
+  std::printf("login: server CPU %.3f s = %.1f us per login; load client CPU %.3f s\n", login_cpu.server(),
+              login_cpu.server() * 1e6 / static_cast<double>(b.total), login_cpu.client());
+  print_machine("login", login_cpu);
+  std::fflush(stdout);
+
+  if (c.scenario == "hold") {
+    b.ph = phase::hold;
+    co_await sleep_for(2s);
+    if (b.failing) co_return;
+    const long long rss_after = proc_status_bytes(c.server_pid, "VmRSS");
+    const long long hwm = proc_status_bytes(c.server_pid, "VmHWM");
+    const long long client_rss = proc_status_bytes(::getpid(), "VmRSS");
+    if (rss_after < 0) {
+      b.fail("server process is gone");
+      co_return;
+    }
+    const double per_session = static_cast<double>(rss_after - rss_before) / static_cast<double>(c.sessions);
+    std::printf("hold: server VmRSS %lld -> %lld bytes (VmHWM %lld) with %zu idle logged-in sessions\n", rss_before,
+                rss_after, hwm, c.sessions);
+    std::printf("hold: server memory per idle session = %.0f bytes (user space only; kernel socket memory is extra)\n",
+                per_session);
+    std::printf("hold: load client VmRSS %lld -> %lld bytes\n", client_rss_before, client_rss);
+    if (b.errors > 0) {
+      b.fail("unexpected messages while holding");
+      co_return;
+    }
+    std::printf("RESULT scenario=hold status=PASS sessions=%zu login_s=%.3f logins_per_s=%.0f login_p50_ms=%.3f "
+                "login_p99_ms=%.3f login_server_cpu_us_per_login=%.1f server_rss_before=%lld server_rss_after=%lld "
+                "server_bytes_per_session=%.0f login_other_cpu_s=%.2f\n",
+                c.sessions, login_s, login_rate, login_p50 / 1e6, login_p99 / 1e6,
+                login_cpu.server() * 1e6 / static_cast<double>(b.total), rss_before, rss_after, per_session,
+                login_cpu.others());
+    finish(0);
+  }
+
+  // ---- broadcast
+  const std::size_t sender_index = c.sessions;
+  session_ptr sender = b.sessions[sender_index];
+  b.seq_count.assign(c.messages, 0);
+  b.latency.reserve(c.messages * b.total);
+  std::string frame;
+  frame.reserve(4 + c.size);
+
+  const auto phase_cpu_start = cpu_snapshot::take(c.server_pid);
+  b.ph = phase::broadcast;
+  const auto phase_start = clock_type::now();
+  b.last_delivery = phase_start;
+  for (std::size_t seq = 0; seq < c.messages && !b.failing; ++seq) {
+    while (seq - b.completed >= c.window && !b.failing) co_await wait_for_change(b);
+    if (b.failing) break;
+    char head[min_payload + 1];
+    const int n = std::snprintf(head, sizeof head, "%zu %lld ", seq, static_cast<long long>(now_ns()));
+    frame.assign("all:");
+    frame.append(head, static_cast<std::size_t>(n));
+    frame.append(c.size - static_cast<std::size_t>(n), 'x');
+    const auto r = sender->send(std::string_view(frame));
+    if (r != herald::send_result::queued) {
+      b.fail("the sender's send() of seq " + std::to_string(seq) + " returned " + std::to_string(static_cast<int>(r)));
+      break;
+    }
+  }
+  while (b.completed < c.messages && !b.failing) co_await wait_for_change(b);
+  if (b.failing) co_return;
+  const auto phase_end = b.last_delivery;
+  const auto cpu = cpu_use::between(phase_cpu_start, cpu_snapshot::take(c.server_pid));
+
+  // Everything arrived; wait briefly for anything extra (duplicates) before judging.
+  co_await sleep_for(200ms);
+  b.ph = phase::done;
+  if (b.failing) co_return;
+  std::size_t wrong_count = 0;
+  for (std::size_t i = 0; i < b.peers.size(); ++i) {
+    if (b.peers[i].received != c.messages) {
+      ++wrong_count;
+      b.error(b.uid_of(i) + ": received " + std::to_string(b.peers[i].received) + " messages, expected " +
+              std::to_string(c.messages));
+    }
+  }
+  if (b.errors > 0 || wrong_count > 0) {
+    b.fail("broadcast verification failed: " + std::to_string(b.errors) + " errors, " + std::to_string(wrong_count) +
+           " sessions with the wrong number of messages");
+    co_return;
+  }
+
+  const double secs = seconds_between(phase_start, phase_end);
+  const auto total_deliveries = static_cast<double>(b.deliveries);
+  const double rate = total_deliveries / secs;
+  const double server_cpu = cpu.server();
+  const double client_user = cpu.client_user;
+  const double client_sys = cpu.client_sys;
+  const double p50 = static_cast<double>(b.latency.quantile(0.50));
+  const double p99 = static_cast<double>(b.latency.quantile(0.99));
+  const double pmax = static_cast<double>(b.latency.max());
+  const double mb_per_s = total_deliveries * static_cast<double>(c.size) / secs / 1e6;
+  std::printf("broadcast: %zu messages of %zu bytes x %zu sessions = %llu deliveries in %.3f s = %.0f deliveries/s "
+              "(%.1f MB/s of payload; window %zu)\n",
+              c.messages, c.size, b.total, static_cast<unsigned long long>(b.deliveries), secs, rate, mb_per_s,
+              c.window);
+  std::printf("latency (send -> receive, %s of %llu deliveries): p50 %s, p99 %s, max %s, mean %s\n",
+              b.latency.kept() == b.latency.count() ? "all" : "sample",
+              static_cast<unsigned long long>(b.latency.count()),
+              ms(p50).c_str(), ms(p99).c_str(), ms(pmax).c_str(), ms(b.latency.mean()).c_str());
+  std::printf("server CPU: %.3f s (user %.3f, sys %.3f) during the phase = %.3f us per delivery (%.0f%% of one core)\n",
+              server_cpu, cpu.server_user, cpu.server_sys, server_cpu * 1e6 / total_deliveries,
+              100.0 * server_cpu / secs);
+  std::printf("load client CPU: %.3f s (user %.3f, sys %.3f) = %.0f%% of its one thread%s\n", client_user + client_sys,
+              client_user, client_sys, 100.0 * (client_user + client_sys) / secs,
+              (client_user + client_sys) / secs > 0.9 ? " -> the client was probably the bottleneck" : "");
+  print_machine("the broadcast phase", cpu);
+  std::printf("verify: all %zu sessions received all %zu messages exactly once, in order, intact\n", b.total,
+              c.messages);
+  std::printf("RESULT scenario=broadcast status=PASS sessions=%zu receivers=%zu messages=%zu size=%zu window=%zu "
+              "login_s=%.3f logins_per_s=%.0f phase_s=%.3f deliveries=%llu deliveries_per_s=%.0f lat_p50_ms=%.3f "
+              "lat_p99_ms=%.3f lat_max_ms=%.3f server_cpu_s=%.3f server_user_s=%.3f server_sys_s=%.3f "
+              "server_cpu_us_per_delivery=%.3f server_cpu_pct=%.0f client_cpu_s=%.3f client_cpu_pct=%.0f "
+              "login_other_cpu_s=%.2f other_cpu_s=%.2f\n",
+              c.sessions, b.total, c.messages, c.size, c.window, login_s, login_rate, secs,
+              static_cast<unsigned long long>(b.deliveries), rate, p50 / 1e6, p99 / 1e6, pmax / 1e6, server_cpu,
+              cpu.server_user, cpu.server_sys,
+              server_cpu * 1e6 / total_deliveries, 100.0 * server_cpu / secs, client_user + client_sys,
+              100.0 * (client_user + client_sys) / secs, login_cpu.others(), cpu.others());
+  finish(0);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bench b;
+  b.cfg = parse_args(argc, argv);
+  const config& c = b.cfg;
+  b.total = c.sessions + (c.scenario == "broadcast" ? 1 : 0);
+  b.sessions.resize(b.total);
+  b.peers.resize(b.total);
+
+  herald::session_options so;
+  so.max_message_size = std::max<std::size_t>(64 * 1024, c.size + 1024);
+  so.idle_timeout = std::chrono::hours(1);  // the client never pings during a run
+  so.handshake_timeout = 30s;
+  so.send_queue_limit = 64 * 1024 * 1024;
+  b.options = std::make_shared<const herald::session_options>(so);
+
+  std::error_code ec;
+  const auto address = asio::ip::make_address(c.host, ec);
+  if (ec) usage("--host must be an IP address");
+  b.endpoint = tcp::endpoint(address, c.port);
+  if (b.cfg.source_ips == 0) b.cfg.source_ips = address.is_loopback() && address.is_v4() ? 16 : 1;
+
+  // The global deadline: whatever is still running after --timeout seconds is a failure.
+  asio::steady_timer deadline(b.io);
+  deadline.expires_after(std::chrono::seconds(c.timeout_s));
+  deadline.async_wait([&b](std::error_code e) {
+    if (e) return;
+    b.fail("timeout: the run did not finish within --timeout " + std::to_string(b.cfg.timeout_s) + " s");
+    b.exit_with_failure();
+  });
+
+  asio::co_spawn(b.io, monitor(b), [&b](std::exception_ptr e) {
+    report_exception(b, "monitor", e);
+    b.exit_with_failure();
+  });
+  asio::co_spawn(b.io, run(b), [&b](std::exception_ptr e) { report_exception(b, "run", e); });
+  b.io.run();
+  b.fail("the event loop ran out of work");
+  b.exit_with_failure();
+}
