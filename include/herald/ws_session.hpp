@@ -186,7 +186,21 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream>> {
         settle_buffer();
         co_return status_;
       }
-      if (!co_await fill()) {
+      // Read more. (Inline rather than a helper coroutine: one frame less per idle session.)
+      std::error_code ec;
+      if constexpr (detail::raw_socket<Stream>) {
+        // Wait for readiness first, so an idle session holds no buffer while it waits.
+        if (rpos_ == rend_) settle_buffer();
+        co_await stream_.async_wait(Stream::wait_read, asio::redirect_error(asio::use_awaitable, ec));
+        if (!ec) read_available(ec);
+      } else {
+        make_room();
+        const std::size_t n = co_await stream_.async_read_some(
+            asio::buffer(rbuf_.data() + rend_, rbuf_.capacity() - rend_), asio::redirect_error(asio::use_awaitable, ec));
+        if (!ec) on_bytes(n);
+      }
+      if (ec) on_read_error(ec);
+      if (state_ == state::closed) {
         settle_buffer();
         co_return status_;
       }
@@ -360,30 +374,12 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream>> {
 
   // ---- reading ----
 
-  // Reads more bytes after the unparsed ones. False when the session has ended.
-  asio::awaitable<bool> fill() {
-    std::error_code ec;
-    if constexpr (detail::raw_socket<Stream>) {
-      // Wait for readiness first, so an idle session holds no buffer while it waits.
-      if (rpos_ == rend_) settle_buffer();
-      co_await stream_.async_wait(Stream::wait_read, asio::redirect_error(asio::use_awaitable, ec));
-      if (!ec) {
-        make_room();
-        const std::size_t n = stream_.read_some(asio::buffer(rbuf_.data() + rend_, rbuf_.capacity() - rend_), ec);
-        if (ec == asio::error::would_block || ec == asio::error::try_again) co_return state_ != state::closed;
-        if (!ec) on_bytes(n);
-      }
-    } else {
-      make_room();
-      const std::size_t n = co_await stream_.async_read_some(asio::buffer(rbuf_.data() + rend_, rbuf_.capacity() - rend_),
-                                                             asio::redirect_error(asio::use_awaitable, ec));
-      if (!ec) on_bytes(n);
-    }
-    if (ec) {
-      on_read_error(ec);
-      co_return false;
-    }
-    co_return state_ != state::closed;
+  // After readiness: takes what the socket has without blocking.
+  void read_available(std::error_code& ec) {
+    make_room();
+    const std::size_t n = stream_.read_some(asio::buffer(rbuf_.data() + rend_, rbuf_.capacity() - rend_), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
+    else if (!ec) on_bytes(n);
   }
 
   void on_bytes(std::size_t n) {
@@ -491,7 +487,56 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream>> {
     if (role_ == ws::role::client) m = m.masked(random32());
     queued_bytes_ += m.frame_size();
     queue_.push_back(std::move(m));
-    if (!writing_) flush();
+    if (!writing_ && !corked_) cork();
+  }
+
+  // Writes wait for the end of the current round of handlers on this thread (uWebSockets
+  // calls it corking): whatever is queued meanwhile — several broadcasts read in one go, a
+  // pong — leaves in one gathered write, one syscall per session instead of one per message.
+  void cork() {
+    corked_ = true;
+    auto& pending = corked_sessions();
+    pending.push_back(this->shared_from_this());
+    if (pending.size() == 1) asio::post(stream_.get_executor(), flush_job{});
+  }
+
+  // Runs flush_corked(); if its io_context is destroyed before it runs, forgets the corked
+  // sessions so that the next round on this thread starts clean.
+  struct flush_job {
+    bool armed = true;
+    flush_job() = default;
+    flush_job(flush_job&& o) noexcept : armed(std::exchange(o.armed, false)) {}
+    flush_job& operator=(flush_job&&) = delete;
+    ~flush_job() {
+      if (!armed) return;
+      auto& pending = corked_sessions();
+      for (auto& s : pending) s->corked_ = false;
+      pending.clear();
+    }
+    void operator()() {
+      armed = false;
+      flush_corked();
+    }
+  };
+
+  static void flush_corked() {
+    auto& pending = corked_sessions();
+    auto& batch = flushing_sessions();
+    batch.swap(pending);  // sessions corked while these are written join the next round
+    for (auto& s : batch) {
+      s->corked_ = false;
+      if (!s->writing_ && s->state_ != state::closed) s->flush();
+    }
+    batch.clear();
+  }
+
+  static std::vector<std::shared_ptr<ws_session>>& corked_sessions() {
+    thread_local std::vector<std::shared_ptr<ws_session>> sessions;
+    return sessions;
+  }
+  static std::vector<std::shared_ptr<ws_session>>& flushing_sessions() {
+    thread_local std::vector<std::shared_ptr<ws_session>> sessions;
+    return sessions;
   }
 
   // Queued frames not yet started are dropped; a frame already partly on the wire stays.
@@ -652,6 +697,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream>> {
   state state_ = state::handshake;
   phase phase_ = phase::none;
   bool writing_ = false;
+  bool corked_ = false;
   bool close_sent_ = false;
   bool close_received_ = false;
   bool activity_ = false;

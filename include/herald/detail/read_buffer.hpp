@@ -58,7 +58,7 @@ class read_buffer {
   std::size_t capacity() const noexcept { return capacity_; }
 
  private:
-  static constexpr std::size_t max_pooled = 256;
+  static constexpr std::size_t max_pooled = 16;  // enough for one round of reads; more is idle memory
 
   struct free_list : std::vector<std::pair<std::uint8_t*, std::size_t>> {
     ~free_list() {
