@@ -3,7 +3,12 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
+#include <optional>
+#include <string>
+
+#include "http/request.hpp"
 
 namespace herald {
 
@@ -56,6 +61,10 @@ struct session_options {
   std::size_t read_buffer_size = 16 * 1024;
   // Optional cap on concurrent sessions (see session_limit); none by default.
   std::shared_ptr<session_limit> limit;
+  // Optional answer to plain HTTP requests on the WebSocket port (no `Upgrade: websocket`),
+  // e.g. serving a page: return the whole response (it is sent, then the connection is
+  // closed), or nullopt for the default 400. Called on the session's thread.
+  std::function<std::optional<std::string>(const http::request&)> http_fallback;
 };
 
 }  // namespace herald

@@ -91,6 +91,13 @@ concept raw_socket = requires(S& s, std::error_code& ec) {
   S::wait_read;
 };
 
+// TLS streams (asio::ssl::stream<...>) handshake before the HTTP upgrade.
+template <class S>
+concept tls_stream = requires(S& s) {
+  s.next_layer();
+  S::server;
+};
+
 template <class S>
 auto& lowest_layer(S& s) {
   if constexpr (raw_socket<S>) return s;
@@ -266,6 +273,15 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream>> {
 
   asio::awaitable<bool> server_handshake() {
     arm(phase::handshake, options_->handshake_timeout);
+    if constexpr (detail::tls_stream<Stream>) {
+      // TLS first, under the same deadline: a client that stalls here costs only its socket.
+      std::error_code ec;
+      co_await stream_.async_handshake(Stream::server, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        abort(ws::close_code::abnormal, "TLS handshake failed: " + ec.message());
+        co_return false;
+      }
+    }
     std::string head;
     http::request req;
     http::parse_status parsed;
@@ -277,7 +293,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream>> {
                                                              asio::redirect_error(asio::use_awaitable, ec));
       head.resize(old + n);
       if (ec) {
-        abort(ws::close_code::abnormal, state_ == state::closed ? status_.reason : "connection lost during the handshake");
+        abort(ws::close_code::abnormal, "connection lost during the handshake");
         co_return false;
       }
       parsed = http::parse_request(head, options_->max_handshake_size, req);
@@ -286,6 +302,13 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream>> {
     if (parsed.kind == http::parse_status::error) {
       co_await refuse(parsed.status, parsed.reason, http::error_response(parsed.status, parsed.reason));
       co_return false;
+    }
+    if (options_->http_fallback && !http::has_token(req.header("Upgrade"), "websocket")) {
+      // A plain HTTP request (a page, a health check) that the application answers itself.
+      if (auto response = options_->http_fallback(req)) {
+        co_await refuse(200, "answered by http_fallback", std::move(*response));
+        co_return false;
+      }
     }
     auto verdict = ws::check_upgrade(req);
     if (!verdict.accepted) {
