@@ -1,0 +1,239 @@
+// cluster_node: uid_push_server's protocol on the redis_cluster registry, plus the HTTP push
+// API. Start several (on one machine or many) against one Redis: a message reaches its uid
+// on whichever node the uid is logged in.
+//
+// Protocol (WebSocket, text), as uid_push_server:
+//   first message        your uid: 1 to 128 bytes, no ':', not "all" (else close 1008 with the reason)
+//                        -> "login successful, your uid is <uid>"
+//   <uid>:<message>      <message> goes to every session of <uid>, on every node
+//   all:<message>        <message> goes to every logged-in session of every node, the sender included
+//   anything else        -> "error: expected <uid>:<message>"
+//
+// Push from other systems:
+//   HTTP (with --http-port):  curl -H "Authorization: Bearer $KEY" -d 'hello' http://127.0.0.1:8080/send/alice
+//   Redis:                    redis-cli PUBLISH herald:uid:alice 'hello'     (herald:all for everyone)
+//
+// Usage: cluster_node [--address A (0.0.0.0)] [--port P (1234)] [--redis HOST:PORT (127.0.0.1:6379)]
+//                     [--redis-password PW] [--prefix NAME (herald)] [--node-id ID]
+//                     [--http-port P [--http-address A (127.0.0.1)] --api-key K]
+//                     [--duplicates multi|replace|reject] [--max-message BYTES] [--idle-timeout SECONDS]
+// Port 0 lets the kernel pick (the "listening on" lines say which). The API key may come from
+// the environment instead (HERALD_API_KEY), to keep it out of `ps`.
+// SIGINT/SIGTERM close every session with 1001, print the Redis counters and exit 0.
+#include <herald.hpp>
+#include <herald/http_api.hpp>
+#include <herald/policy/redis_cluster.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <iostream>
+#include <string>
+#include <unordered_set>
+
+using namespace std::chrono_literals;
+using session = herald::ws_session<>;
+using cluster_registry = herald::registry<session, herald::redis_cluster>;
+
+namespace {
+
+herald::login_verdict check_uid(std::string_view uid) {
+  if (uid.empty() || uid.size() > 128) return herald::login_verdict::refuse("uid must be 1 to 128 bytes");
+  if (uid.find(':') != std::string_view::npos) return herald::login_verdict::refuse("uid must not contain ':'");
+  if (uid == "all") return herald::login_verdict::refuse("uid 'all' is reserved");
+  return herald::login_verdict::accept(std::string(uid));
+}
+
+// Every open connection, logged in or not, so that shutdown can close them all (one thread).
+struct connections {
+  std::unordered_set<session*> open;
+  bool stopping = false;
+  std::function<void()> on_last_closed;
+
+  struct entry {
+    connections& set;
+    session* s;
+    bool added;
+    entry(connections& c, session& ws) : set(c), s(&ws), added(!c.stopping) {
+      if (added) set.open.insert(s);
+    }
+    ~entry() {
+      if (added) set.open.erase(s);
+      if (set.stopping && set.open.empty() && set.on_last_closed) std::exchange(set.on_last_closed, nullptr)();
+    }
+  };
+
+  void stop(std::function<void()> done) {
+    stopping = true;
+    on_last_closed = std::move(done);
+    for (session* s : open) s->close(herald::ws::close_code::going_away, "server shutting down");
+    if (open.empty() && on_last_closed) std::exchange(on_last_closed, nullptr)();
+  }
+};
+
+asio::awaitable<void> serve(asio::ip::tcp::socket socket, cluster_registry& users, connections& conns,
+                            std::shared_ptr<const herald::session_options> options) {
+  auto ws = co_await herald::accept_websocket(std::move(socket), options);
+  if (!ws) co_return;
+  connections::entry tracked(conns, *ws);
+  if (!tracked.added) {
+    ws->close(herald::ws::close_code::going_away, "server shutting down");
+    while (co_await ws->read()) {
+    }
+    co_return;
+  }
+  auto bound = co_await users.login(*ws, check_uid, 10s);
+  if (!bound) co_return;
+  ws->send("login successful, your uid is " + bound.uid());
+  while (auto msg = co_await ws->read()) {
+    auto [to, body] = herald::split_target(*msg);
+    if (to.empty() && msg->text().find(':') == std::string_view::npos) {
+      ws->send("error: expected <uid>:<message>");
+      continue;
+    }
+    auto m = msg->binary ? herald::message::binary(body) : herald::message::text(body);
+    if (to == "all") users.broadcast(m);
+    else users.unicast(to, m);
+  }
+}
+
+struct config {
+  std::string address = "0.0.0.0";
+  unsigned short port = 1234;
+  std::string redis_host = "127.0.0.1";
+  unsigned short redis_port = 6379;
+  std::string redis_password;
+  std::string prefix = "herald";
+  std::string node_id;
+  int http_port = -1;  // -1: no HTTP API
+  std::string http_address = "127.0.0.1";
+  std::string api_key;
+  herald::duplicate_login duplicates = herald::duplicate_login::multi;
+  std::size_t max_message = 1024 * 1024;
+  int idle_timeout = 30;
+};
+
+[[noreturn]] void usage(const char* why) {
+  std::fprintf(stderr,
+               "cluster_node: %s\nusage: cluster_node [--address A] [--port P] [--redis HOST:PORT] [--redis-password PW]\n"
+               "                    [--prefix NAME] [--node-id ID] [--http-port P [--http-address A] --api-key K]\n"
+               "                    [--duplicates multi|replace|reject] [--max-message BYTES] [--idle-timeout SECONDS]\n",
+               why);
+  std::exit(2);
+}
+
+config parse_args(int argc, char** argv) {
+  config c;
+  if (const char* key = std::getenv("HERALD_API_KEY")) c.api_key = key;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage("missing value");
+      return argv[++i];
+    };
+    if (a == "--address") c.address = value();
+    else if (a == "--port") c.port = static_cast<unsigned short>(std::stoi(value()));
+    else if (a == "--redis") {
+      const std::string v = value();
+      const auto colon = v.rfind(':');
+      if (colon == std::string::npos || colon == 0) usage("--redis takes HOST:PORT");
+      c.redis_host = v.substr(0, colon);
+      c.redis_port = static_cast<unsigned short>(std::stoi(v.substr(colon + 1)));
+    } else if (a == "--redis-password") c.redis_password = value();
+    else if (a == "--prefix") c.prefix = value();
+    else if (a == "--node-id") {
+      c.node_id = value();
+      if (!herald::redis::valid_node_id(c.node_id)) usage("--node-id takes 1 to 64 of [A-Za-z0-9_.-]");
+    } else if (a == "--http-port") c.http_port = std::stoi(value());
+    else if (a == "--http-address") c.http_address = value();
+    else if (a == "--api-key") c.api_key = value();
+    else if (a == "--max-message") c.max_message = std::stoul(value());
+    else if (a == "--idle-timeout") c.idle_timeout = std::stoi(value());
+    else if (a == "--duplicates") {
+      const auto d = value();
+      if (d == "multi") c.duplicates = herald::duplicate_login::multi;
+      else if (d == "replace") c.duplicates = herald::duplicate_login::replace;
+      else if (d == "reject") c.duplicates = herald::duplicate_login::reject;
+      else usage("--duplicates takes multi, replace or reject");
+    } else if (a == "--help" || a == "-h") usage("help");
+    else usage("unknown option");
+  }
+  if (c.http_port >= 0 && c.api_key.empty()) usage("--http-port needs --api-key (or HERALD_API_KEY)");
+  if (c.prefix.empty()) usage("--prefix must not be empty");
+  return c;
+}
+
+void listen_on(asio::ip::tcp::acceptor& acceptor, const std::string& address, unsigned short port) {
+  const asio::ip::tcp::endpoint endpoint(asio::ip::make_address(address), port);
+  acceptor.open(endpoint.protocol());
+  acceptor.set_option(asio::socket_base::reuse_address(true));
+  acceptor.bind(endpoint);
+  acceptor.listen(asio::socket_base::max_listen_connections);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const config cfg = parse_args(argc, argv);
+  connections conns;  // before io: session frames that io destroys at the end deregister from it
+  asio::io_context io(1);
+
+  herald::redis_cluster_options rc;
+  rc.redis.host = cfg.redis_host;
+  rc.redis.port = cfg.redis_port;
+  rc.redis.password = cfg.redis_password;
+  rc.redis.log = [](std::string_view line) { std::cout << line << std::endl; };
+  rc.prefix = cfg.prefix;
+  rc.node_id = cfg.node_id;
+  rc.max_message_size = cfg.max_message;
+  cluster_registry users(io.get_executor(), rc, herald::registry_options{.duplicates = cfg.duplicates});
+
+  herald::session_options so;
+  so.max_message_size = cfg.max_message;
+  so.idle_timeout = std::chrono::seconds(cfg.idle_timeout);
+  auto options = std::make_shared<const herald::session_options>(so);
+
+  asio::ip::tcp::acceptor acceptor(io);
+  listen_on(acceptor, cfg.address, cfg.port);
+  std::cout << "cluster_node " << users.node_id() << " listening on " << acceptor.local_endpoint() << " (redis "
+            << cfg.redis_host << ":" << cfg.redis_port << ", prefix " << cfg.prefix << ")" << std::endl;
+  asio::co_spawn(io, herald::accept_loop(acceptor, [&](asio::ip::tcp::socket s) {
+                   asio::co_spawn(io, serve(std::move(s), users, conns, options), asio::detached);
+                 }), asio::detached);
+
+  asio::ip::tcp::acceptor api_acceptor(io);
+  if (cfg.http_port >= 0) {
+    listen_on(api_acceptor, cfg.http_address, static_cast<unsigned short>(cfg.http_port));
+    herald::http_api_options api;
+    api.api_key = cfg.api_key;
+    api.max_body_size = cfg.max_message;
+    api.limit = std::make_shared<herald::session_limit>(1024);
+    std::cout << "cluster_node http api on " << api_acceptor.local_endpoint() << std::endl;
+    asio::co_spawn(io, herald::serve_http_api(api_acceptor, users, api), asio::detached);
+  }
+
+  // Shutdown: stop accepting, 1001 to every session, then stop once their closing handshakes
+  // are done (or at a deadline, for peers that never answer).
+  auto work = asio::make_work_guard(io);
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  asio::steady_timer deadline(io);
+  signals.async_wait([&](std::error_code, int) {
+    acceptor.close();
+    std::error_code ec;
+    api_acceptor.close(ec);
+    deadline.expires_after(so.close_timeout + 1s);
+    deadline.async_wait([&](std::error_code) { io.stop(); });
+    conns.stop([&] { asio::post(io, [&] { io.stop(); }); });
+  });
+  io.run();
+  const auto& r = users.redis_stats();
+  const auto& c = users.cluster_stats();
+  std::cout << "cluster_node stopped: redis published=" << r.published << " publish_dropped=" << r.publish_dropped
+            << " publish_unconfirmed=" << r.publish_unconfirmed << " publish_errors=" << r.publish_errors
+            << " received=" << r.received << " connects=" << r.connects << " connect_failures=" << r.connect_failures
+            << " disconnects=" << r.disconnects << " from_redis=" << c.from_redis << " own_echoes=" << c.own_echoes
+            << std::endl;
+  users.stop();
+  return 0;
+}

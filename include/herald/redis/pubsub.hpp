@@ -1,0 +1,392 @@
+// redis::pubsub: a node's two connections to Redis, kept up for as long as it runs.
+//
+//   - the subscriber connection SUBSCRIBEs to the channels the owner asks for and hands every
+//     message to a callback;
+//   - the publisher connection PUBLISHes (pipelined, never waiting for the answer unless asked)
+//     and answers PUBSUB NUMSUB.
+//
+// Redis going away is normal: each connection reconnects on its own, with exponential backoff
+// and jitter; the subscriber then subscribes again to every channel it holds. While the
+// publisher is down, publish() drops the message and counts it (at-most-once: nothing is
+// queued for later). Nothing here blocks: everything runs on one executor (the owner's
+// thread) and every call returns at once.
+//
+// Requires hiredis (see connection.hpp). Call from the executor's thread only.
+#pragma once
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "../registry.hpp"  // detail::transparent_hash
+#include "connection.hpp"
+
+namespace herald::redis {
+
+using namespace std::chrono_literals;
+
+struct options {
+  std::string host = "127.0.0.1";
+  unsigned short port = 6379;
+  std::string password;  // sent with AUTH when not empty
+  std::chrono::steady_clock::duration connect_timeout = 2s;
+  // Reconnect delays grow from backoff_min to backoff_max (doubling); each is drawn at random
+  // from [delay/2, delay] so that many nodes do not reconnect in step.
+  std::chrono::steady_clock::duration backoff_min = 100ms;
+  std::chrono::steady_clock::duration backoff_max = 2s;
+  // A PING every keepalive; nothing heard for two of them closes the connection (and reconnects).
+  std::chrono::steady_clock::duration keepalive = 5s;
+  // How long numsub() and publish_confirmed() wait for their answer.
+  std::chrono::steady_clock::duration request_timeout = 2s;
+  // Unwritten bytes the publisher may hold (Redis slower than the node); beyond: dropped, counted.
+  std::size_t max_buffered = 16 * 1024 * 1024;
+  // State changes (connected, lost, retrying), one line each, for the application's log.
+  std::function<void(std::string_view)> log;
+};
+
+struct stats {
+  std::uint64_t published = 0;            // PUBLISH answered by Redis
+  std::uint64_t publish_dropped = 0;      // not sent: publisher down, or over max_buffered
+  std::uint64_t publish_unconfirmed = 0;  // sent, but the connection was lost before Redis answered
+  std::uint64_t publish_errors = 0;       // Redis answered with an error
+  std::uint64_t received = 0;             // pub/sub messages received
+  std::uint64_t connects = 0;             // successful connections (both kinds)
+  std::uint64_t connect_failures = 0;
+  std::uint64_t disconnects = 0;          // connections lost after being up
+  std::size_t subscriptions = 0;          // channels subscribed, as last reported by Redis
+  bool publisher_up = false;
+  bool subscriber_up = false;
+};
+
+class pubsub : public std::enable_shared_from_this<pubsub> {
+ public:
+  using clock = std::chrono::steady_clock;
+  // Called for every message on a subscribed channel; the views live for the call only.
+  using handler = std::function<void(std::string_view channel, std::string_view payload)>;
+
+  pubsub(asio::any_io_executor ex, options o, handler h)
+      : ex_(std::move(ex)), opts_(std::move(o)), handler_(std::move(h)), pub_retry_(ex_), sub_retry_(ex_) {}
+  pubsub(const pubsub&) = delete;
+  pubsub& operator=(const pubsub&) = delete;
+
+  // Starts both connections (they keep reconnecting until stop()).
+  void start() {
+    if (started_) return;
+    started_ = true;
+    asio::co_spawn(ex_, run_publisher(shared_from_this()), asio::detached);
+    asio::co_spawn(ex_, run_subscriber(shared_from_this()), asio::detached);
+  }
+
+  // Closes both connections for good; the handler is not called any more.
+  void stop() {
+    if (stopped_) return;
+    stopped_ = true;
+    handler_ = nullptr;
+    pub_retry_.cancel();
+    sub_retry_.cancel();
+    if (pub_) pub_->close("stopped");
+    if (sub_) sub_->close("stopped");
+  }
+
+  // Subscribes now (or at the next connection) and after every reconnection.
+  void subscribe(std::string_view channel) {
+    if (stopped_) return;
+    if (!channels_.emplace(channel).second) return;
+    if (sub_ && sub_->is_open()) sub_->write_command({"SUBSCRIBE", channel});
+  }
+  void unsubscribe(std::string_view channel) {
+    if (stopped_) return;
+    auto it = channels_.find(channel);
+    if (it == channels_.end()) return;
+    channels_.erase(it);
+    if (sub_ && sub_->is_open()) sub_->write_command({"UNSUBSCRIBE", channel});
+  }
+  bool subscribed(std::string_view channel) const { return channels_.find(channel) != channels_.end(); }
+  std::size_t channel_count() const noexcept { return channels_.size(); }
+
+  // Publishes without waiting. False (and counted in publish_dropped) when it could not be
+  // handed to Redis: the publisher is down or too far behind.
+  bool publish(std::string_view channel, std::string_view payload) { return send_publish(channel, payload, nullptr); }
+
+  // Publishes and waits (up to request_timeout) for Redis's answer: how many subscribers
+  // (nodes) received it, or nullopt when it was dropped or not answered in time.
+  asio::awaitable<std::optional<long long>> publish_confirmed(const std::string& channel, const std::string& payload) {
+    auto self = shared_from_this();
+    auto w = std::make_shared<waiter>(ex_);
+    std::optional<long long> out;
+    if (!send_publish(channel, payload, w)) co_return out;
+    co_await w->wait(opts_.request_timeout);
+    out = w->value;
+    co_return out;
+  }
+
+  // PUBSUB NUMSUB: how many subscribers `channel` has across Redis (nullopt when Redis did
+  // not answer within request_timeout).
+  asio::awaitable<std::optional<long long>> numsub(const std::string& channel) {
+    auto self = shared_from_this();
+    auto w = std::make_shared<waiter>(ex_);
+    std::optional<long long> out;
+    if (!pub_ || !pub_->is_open() || !pub_->write_command({"PUBSUB", "NUMSUB", channel})) co_return out;
+    pending_.push_back({request::numsub, w});
+    co_await w->wait(opts_.request_timeout);
+    out = w->value;
+    co_return out;
+  }
+
+  const redis::stats& stats() const noexcept { return stats_; }
+  const redis::options& options() const noexcept { return opts_; }
+
+ private:
+  // Someone awaiting one answer: the answer cancels the timer.
+  struct waiter {
+    explicit waiter(const asio::any_io_executor& ex) : timer(ex) {}
+    asio::steady_timer timer;
+    std::optional<long long> value;
+    bool done = false;
+    void complete(std::optional<long long> v) {
+      if (done) return;
+      done = true;
+      value = v;
+      timer.cancel();
+    }
+    asio::awaitable<void> wait(clock::duration limit) {
+      if (done) co_return;
+      timer.expires_after(limit);
+      std::error_code ec;
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      done = true;
+    }
+  };
+
+  // A connection that lasted this long resets the reconnect backoff.
+  static constexpr clock::duration stable_after = std::chrono::seconds(2);
+
+  enum class request : std::uint8_t { publish, numsub, ping, auth };
+  struct pending_request {
+    request kind;
+    std::shared_ptr<waiter> w;
+  };
+
+  // Reconnect delays: doubling from backoff_min to backoff_max, each drawn from [d/2, d].
+  struct backoff {
+    clock::duration min, max, next_delay;
+    std::minstd_rand rng{std::random_device{}()};
+    backoff(clock::duration lo, clock::duration hi) : min(lo), max(std::max(lo, hi)), next_delay(lo) {}
+    void reset() { next_delay = min; }
+    clock::duration next() {
+      const auto d = next_delay;
+      next_delay = std::min(max, next_delay * 2);
+      const auto half = d / 2;
+      const auto span = static_cast<std::uint64_t>((d - half).count());
+      const auto extra = span ? static_cast<clock::duration::rep>(rng() % (span + 1)) : 0;
+      return half + clock::duration(extra);
+    }
+  };
+
+  bool send_publish(std::string_view channel, std::string_view payload, std::shared_ptr<waiter> w) {
+    if (stopped_ || !pub_ || !pub_->is_open() || pub_->buffered() > opts_.max_buffered ||
+        !pub_->write_command({"PUBLISH", channel, payload})) {
+      ++stats_.publish_dropped;
+      if (w) w->complete(std::nullopt);
+      return false;
+    }
+    pending_.push_back({request::publish, std::move(w)});
+    return true;
+  }
+
+  void log(std::string_view line) {
+    if (opts_.log) opts_.log(line);
+  }
+  std::string where() const { return opts_.host + ":" + std::to_string(opts_.port); }
+
+  // Connects `c` and authenticates; false (logged, counted) if that failed. `failures`: the
+  // attempts that failed in a row (the first and every tenth are logged).
+  asio::awaitable<bool> open(connection& c, const char* role, std::uint64_t* failures) {
+    auto self = shared_from_this();
+    const std::error_code ec = co_await c.connect(opts_.host, opts_.port, opts_.connect_timeout);
+    std::string failure;
+    if (ec) failure = ec.message();
+    if (failure.empty() && !opts_.password.empty()) {
+      c.write_command({"AUTH", opts_.password});
+      auto r = co_await c.read();
+      if (!r) failure = "AUTH: " + c.error();
+      else if (r->type == REDIS_REPLY_ERROR) failure = "AUTH: " + std::string(text_of(r.get()));
+    }
+    if (failure.empty() && stopped_) failure = "stopped";
+    if (!failure.empty()) {
+      c.close(failure);
+      ++stats_.connect_failures;
+      ++*failures;
+      if (!stopped_ && (*failures == 1 || *failures % 10 == 0))
+        log(std::string("redis ") + role + ": cannot connect to " + where() + ": " + failure + " (attempt " +
+            std::to_string(*failures) + "; retrying with backoff)");
+      co_return false;
+    }
+    *failures = 0;
+    ++stats_.connects;
+    co_return true;
+  }
+
+  asio::awaitable<void> pause(asio::steady_timer& t, clock::duration d) {
+    t.expires_after(d);
+    std::error_code ec;
+    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+
+  static asio::awaitable<void> run_publisher(std::shared_ptr<pubsub> self) {
+    backoff delays(self->opts_.backoff_min, self->opts_.backoff_max);
+    std::uint64_t failures = 0;
+    while (!self->stopped_) {
+      auto c = std::make_shared<connection>(self->ex_);
+      self->pub_ = c;
+      const bool up = co_await self->open(*c, "publisher", &failures);
+      if (up) {
+        const auto up_since = clock::now();
+        self->stats_.publisher_up = true;
+        self->log("redis publisher: connected to " + self->where() + " (publications dropped so far: " +
+                  std::to_string(self->stats_.publish_dropped) + ")");
+        pubsub* raw = self.get();
+        c->keepalive(self->opts_.keepalive, [raw, weak = std::weak_ptr<connection>(c)] {
+          auto conn = weak.lock();
+          if (conn && conn->write_command({"PING"})) raw->pending_.push_back({request::ping, nullptr});
+        });
+        for (;;) {
+          auto r = co_await c->read();
+          if (!r) break;
+          self->on_publisher_reply(r.get());
+        }
+        self->stats_.publisher_up = false;
+        ++self->stats_.disconnects;
+        self->fail_pending();
+        if (!self->stopped_) self->log("redis publisher: lost (" + c->error() + "); reconnecting");
+        if (clock::now() - up_since >= stable_after) delays.reset();  // else: dropped at once, keep backing off
+      }
+      self->pub_.reset();
+      self->fail_pending();  // publications written while AUTH was pending, if AUTH failed
+      if (self->stopped_) break;
+      const auto d = delays.next();
+      co_await self->pause(self->pub_retry_, d);
+    }
+    self->fail_pending();
+  }
+
+  static asio::awaitable<void> run_subscriber(std::shared_ptr<pubsub> self) {
+    backoff delays(self->opts_.backoff_min, self->opts_.backoff_max);
+    std::uint64_t failures = 0;
+    while (!self->stopped_) {
+      auto c = std::make_shared<connection>(self->ex_);
+      const bool up = co_await self->open(*c, "subscriber", &failures);
+      if (up) {
+        const auto up_since = clock::now();
+        self->sub_ = c;
+        self->stats_.subscriber_up = true;
+        self->resubscribe_all();
+        self->log("redis subscriber: connected to " + self->where() + ", subscribing to " +
+                  std::to_string(self->channels_.size()) + " channels");
+        c->keepalive(self->opts_.keepalive, [weak = std::weak_ptr<connection>(c)] {
+          if (auto conn = weak.lock()) conn->write_command({"PING"});
+        });
+        for (;;) {
+          auto r = co_await c->read();
+          if (!r) break;
+          self->on_subscriber_reply(r.get());
+        }
+        self->sub_.reset();
+        self->stats_.subscriber_up = false;
+        self->stats_.subscriptions = 0;
+        ++self->stats_.disconnects;
+        if (!self->stopped_) self->log("redis subscriber: lost (" + c->error() + "); reconnecting");
+        if (clock::now() - up_since >= stable_after) delays.reset();
+      }
+      if (self->stopped_) break;
+      const auto d = delays.next();
+      co_await self->pause(self->sub_retry_, d);
+    }
+  }
+
+  // SUBSCRIBE to everything held, at most 1000 channels per command.
+  void resubscribe_all() {
+    std::vector<std::string_view> args;
+    args.reserve(1001);
+    args.push_back("SUBSCRIBE");
+    for (const auto& ch : channels_) {
+      args.push_back(ch);
+      if (args.size() == 1001) {
+        sub_->write_command(args);
+        args.resize(1);
+      }
+    }
+    if (args.size() > 1) sub_->write_command(args);
+  }
+
+  void on_publisher_reply(const redisReply* r) {
+    if (pending_.empty()) return;  // nothing asked for it (cannot happen with a sane server)
+    pending_request p = std::move(pending_.front());
+    pending_.pop_front();
+    switch (p.kind) {
+      case request::publish:
+        if (r->type == REDIS_REPLY_ERROR) {
+          ++stats_.publish_errors;
+          if (p.w) p.w->complete(std::nullopt);
+        } else {
+          ++stats_.published;
+          if (p.w) p.w->complete(r->type == REDIS_REPLY_INTEGER ? std::optional<long long>(r->integer) : std::nullopt);
+        }
+        break;
+      case request::numsub:
+        if (p.w) {
+          std::optional<long long> n;
+          if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[1]->type == REDIS_REPLY_INTEGER)
+            n = r->element[1]->integer;
+          p.w->complete(n);
+        }
+        break;
+      case request::ping:
+      case request::auth:
+        break;
+    }
+  }
+
+  void fail_pending() {
+    for (auto& p : pending_) {
+      if (p.kind == request::publish) ++stats_.publish_unconfirmed;
+      if (p.w) p.w->complete(std::nullopt);
+    }
+    pending_.clear();
+  }
+
+  void on_subscriber_reply(const redisReply* r) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 3) return;  // PONG and the like
+    const std::string_view kind = text_of(r->element[0]);
+    if (kind == "message") {
+      ++stats_.received;
+      if (handler_) handler_(text_of(r->element[1]), text_of(r->element[2]));
+    } else if ((kind == "subscribe" || kind == "unsubscribe") && r->element[2]->type == REDIS_REPLY_INTEGER) {
+      stats_.subscriptions = static_cast<std::size_t>(r->element[2]->integer);
+    }
+  }
+
+  asio::any_io_executor ex_;
+  redis::options opts_;
+  handler handler_;
+  asio::steady_timer pub_retry_;
+  asio::steady_timer sub_retry_;
+  std::shared_ptr<connection> pub_;
+  std::shared_ptr<connection> sub_;
+  std::deque<pending_request> pending_;  // the publisher's unanswered commands, in order
+  std::unordered_set<std::string, herald::detail::transparent_hash, std::equal_to<>> channels_;
+  redis::stats stats_;
+  bool started_ = false;
+  bool stopped_ = false;
+};
+
+}  // namespace herald::redis
