@@ -2,6 +2,8 @@
 // unbinding, duplicate-login policies and a slow consumer among 1,000 healthy sessions.
 #include "test_support.hpp"
 
+#include <algorithm>
+#include <map>
 #include <set>
 
 using namespace herald_test;
@@ -268,4 +270,167 @@ TEST_CASE_TEMPLATE("a client that stops reading is closed at its queue limit whi
     CHECK(server.ended["slow"][0].reason == "send queue limit exceeded");
     CHECK(server.users.session_count() == healthy);
   }), 120s);
+}
+
+TEST_CASE_TEMPLATE("groups: join, leave, send_to_group, sizes, emptied when sessions end", Policy, herald::single_thread, herald::multi_thread) {
+  asio::io_context io;
+  test_server<Policy> server(io);
+  run(io, [&]() -> asio::awaitable<void> {
+    // The server-side bindings live in test_server's coroutines; this test drives the registry
+    // with bindings of its own, made by a second login path.
+    tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    auto users = test_server<Policy>::make_registry(io, {});
+    std::map<std::string, herald::binding<session, Policy>> bound;
+    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+      for (;;) {
+        auto s = co_await acceptor.async_accept(asio::use_awaitable);
+        asio::co_spawn(io, [&, s = std::move(s)]() mutable -> asio::awaitable<void> {
+          auto ws = co_await herald::accept_websocket(std::move(s));
+          auto b = co_await users.login(*ws, [](std::string_view first) { return std::string(first); }, 5s);
+          if (!b) co_return;
+          const std::string key = b.uid() + "#" + std::to_string(bound.size());
+          bound.emplace(key, std::move(b));
+          while (co_await ws->read()) {
+          }
+          bound.erase(key);  // the binding dies with the session: it leaves its groups
+        }, asio::detached);
+      }
+    }, asio::detached);
+    const auto port = acceptor.local_endpoint().port();
+    auto connect_as = [&](std::string uid) -> asio::awaitable<session_ptr> {
+      auto c = co_await connect_client(port);
+      c->send(uid);
+      const std::size_t before = users.sessions_of(uid);
+      REQUIRE(co_await eventually([&] { return users.sessions_of(uid) > before; }));
+      co_return c;
+    };
+    auto a1 = co_await connect_as("ann");
+    auto a2 = co_await connect_as("ann");
+    auto b = co_await connect_as("ben");
+    auto c = co_await connect_as("cid");
+    REQUIRE(bound.size() == 4);
+    auto& ann1 = bound.at("ann#0");
+    auto& ann2 = bound.at("ann#1");
+    auto& ben = bound.at("ben#2");
+
+    CHECK(users.join(ann1, "red"));
+    CHECK(!users.join(ann1, "red"));  // already a member
+    CHECK(users.join(ben, "red"));
+    CHECK(users.join(ann2, "blue"));
+    CHECK(!users.join(ann2, ""));  // invalid name
+    CHECK(users.group_size("red") == 2);
+    CHECK(users.group_size("blue") == 1);
+    CHECK(users.group_size("green") == 0);
+    CHECK(users.group_count() == 2);
+    CHECK(users.is_member(ann1, "red"));
+    CHECK(!users.is_member(ann2, "red"));
+
+    CHECK(users.send_to_group("red", "to red") == 2);
+    CHECK(users.send_to_group("blue", "to blue") == 1);
+    CHECK(users.send_to_group("green", "to nobody") == 0);
+    CHECK(users.broadcast("end") == 4);
+    CHECK(co_await next_text(*a1) == "to red");
+    CHECK(co_await next_text(*a1) == "end");
+    CHECK(co_await next_text(*a2) == "to blue");
+    CHECK(co_await next_text(*a2) == "end");
+    CHECK(co_await next_text(*b) == "to red");
+    CHECK(co_await next_text(*b) == "end");
+    CHECK(co_await next_text(*c) == "end");  // in no group, got no group message
+
+    CHECK(users.leave(ben, "red"));
+    CHECK(!users.leave(ben, "red"));
+    CHECK(users.group_size("red") == 1);
+
+    // Presence.
+    auto ids = users.uids();
+    std::sort(ids.begin(), ids.end());
+    CHECK(ids == std::vector<std::string>{"ann", "ben", "cid"});
+    std::size_t total = 0;
+    users.for_each_uid([&](std::string_view, std::size_t n) { total += n; });
+    CHECK(total == 4);
+
+    // Sessions that end leave their groups; empty groups disappear.
+    a1->close();
+    a2->close();
+    CHECK(!(co_await a1->read()));
+    CHECK(!(co_await a2->read()));
+    REQUIRE(co_await eventually([&] { return users.group_size("red") == 0 && users.group_size("blue") == 0; }));
+    CHECK(users.group_count() == 0);
+    CHECK(users.send_to_group("red", "x") == 0);
+    CHECK(!users.online("ann"));
+    acceptor.close();
+  });
+}
+
+TEST_CASE_TEMPLATE("metrics: counts after a scripted run", Policy, herald::single_thread, herald::multi_thread) {
+  asio::io_context io;
+  auto m = std::make_shared<herald::metrics>();
+  herald::registry_options ro;
+  ro.metrics = m;
+  test_server<Policy> server(io, ro);
+  server.options->metrics = m;
+  server.options->send_queue_limit = 64 * 1024;
+  server.options->close_timeout = 300ms;
+  server.send_buffer = 8192;
+  server.login_deadline = 2000ms;
+  run(io, [&]() -> asio::awaitable<void> {
+    auto a = co_await login_client(server, "a");
+    auto b = co_await login_client(server, "b");
+    auto b2 = co_await login_client(server, "b");
+    auto refused = co_await connect_client(server.port());
+    refused->send("");  // invalid uid: refused
+    CHECK(!(co_await refused->read()));
+    auto bad = co_await raw_client::connect(server.port());  // refused handshake
+    co_await bad.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    co_await bad.read_all();
+
+    a->send("hello server");  // one message in (after the login message)
+    REQUIRE(co_await eventually([&] { return server.received.size() == 1; }));
+    CHECK(server.users.unicast("b", "12345") == 2);  // 2 messages, 10 payload bytes out
+    CHECK(server.users.broadcast("xyz") == 3);        // 3 messages, 9 bytes out
+    CHECK(co_await next_text(*b) == "12345");
+    CHECK(co_await next_text(*b2) == "12345");
+    CHECK(co_await next_text(*a) == "xyz");
+    CHECK(co_await next_text(*b) == "xyz");
+    CHECK(co_await next_text(*b2) == "xyz");
+
+    auto s1 = m->snapshot();
+    CHECK(s1.sessions == 3);
+    CHECK(s1.uids == 2);
+    CHECK(s1.logins_ok == 3);
+    CHECK(s1.logins_refused == 1);
+    CHECK(s1.handshakes_refused == 1);
+    CHECK(s1.messages_in == 5);  // 4 login messages + "hello server"
+    CHECK(s1.messages_out == 5);
+    CHECK(s1.bytes_out == 19);
+    CHECK(s1.queued_bytes == 0);
+    CHECK(s1.closes_policy == 1);  // the refused login
+
+    // A slow consumer: a raw client that never reads, closed at its queue limit.
+    auto slow = co_await raw_client::connect(server.port(), 4096);
+    co_await slow.handshake();
+    co_await slow.write(raw_client::frame(herald::ws::opcode::text, "slow"));
+    REQUIRE(co_await eventually([&] { return server.users.online("slow"); }));
+    const std::string big(16 * 1024, 's');
+    for (int i = 0; i < 64 && server.users.online("slow"); ++i) server.users.unicast("slow", big);
+    REQUIRE(co_await eventually([&] { return !server.users.online("slow"); }));
+
+    a->close(1000, "bye");
+    CHECK(!(co_await a->read()));
+    b->stream().close();  // abrupt
+    REQUIRE(co_await eventually([&] { return m->snapshot().sessions == 1; }));
+    auto s2 = m->snapshot();
+    CHECK(s2.slow_consumer_closes == 1);
+    CHECK(s2.dropped >= 1);
+    CHECK(s2.closes_policy == 2);  // + the slow consumer
+    CHECK(s2.closes_normal == 1);
+    CHECK(s2.closes_abnormal == 1);
+    CHECK(s2.uids == 1);
+    CHECK(s2.queued_bytes == 0);
+    const std::string text = m->prometheus();
+    CHECK(text.find("herald_sessions 1\n") != std::string::npos);
+    CHECK(text.find("herald_logins_total 4\n") != std::string::npos);
+    CHECK(text.find("herald_closes_total{class=\"abnormal\"} 1\n") != std::string::npos);
+    CHECK(text.find("# TYPE herald_sessions gauge") != std::string::npos);
+  });
 }

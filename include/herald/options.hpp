@@ -9,6 +9,7 @@
 #include <string>
 
 #include "http/request.hpp"
+#include "metrics.hpp"
 
 namespace herald {
 
@@ -60,11 +61,13 @@ struct session_options {
   // Size of the read buffers that sessions borrow from a per-thread pool while data is pending.
   std::size_t read_buffer_size = 16 * 1024;
   // Optional cap on concurrent sessions (see session_limit); none by default.
-  std::shared_ptr<session_limit> limit;
+  std::shared_ptr<session_limit> limit{};
   // Optional answer to plain HTTP requests on the WebSocket port (no `Upgrade: websocket`),
   // e.g. serving a page: return the whole response (it is sent, then the connection is
   // closed), or nullopt for the default 400. Called on the session's thread.
-  std::function<std::optional<std::string>(const http::request&)> http_fallback;
+  std::function<std::optional<std::string>(const http::request&)> http_fallback{};
+  // Optional counters and gauges that sessions report into (see metrics.hpp).
+  std::shared_ptr<herald::metrics> metrics{};
 };
 
 }  // namespace herald

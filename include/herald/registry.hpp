@@ -24,6 +24,7 @@
 #include "detail/asio.hpp"
 #include "detail/utf8.hpp"
 #include "message.hpp"
+#include "metrics.hpp"
 #include "ws_session.hpp"
 
 namespace herald {
@@ -40,6 +41,10 @@ struct registry_options {
   // A uid is 1 to max_uid_size bytes of UTF-8 without control characters; the
   // application's authenticator may narrow that further.
   std::size_t max_uid_size = 128;
+  // Group names follow the same rule as uids, with this limit.
+  std::size_t max_group_size = 128;
+  // Optional counters and gauges: logins, uids (see metrics.hpp).
+  std::shared_ptr<herald::metrics> metrics{};
 };
 
 // An authenticator's answer: a uid, or a refusal with the reason sent in the 1008 close.
@@ -73,11 +78,18 @@ struct transparent_hash {
   std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
 };
 
-inline bool valid_uid(std::string_view uid, const registry_options& o) noexcept {
-  if (uid.empty() || uid.size() > o.max_uid_size) return false;
-  for (unsigned char c : uid)
+// 1 to `max` bytes of UTF-8 without control characters.
+inline bool valid_name(std::string_view name, std::size_t max) noexcept {
+  if (name.empty() || name.size() > max) return false;
+  for (unsigned char c : name)
     if (c < 0x20 || c == 0x7F) return false;
-  return is_valid_utf8(uid.data(), uid.size());
+  return is_valid_utf8(name.data(), name.size());
+}
+
+inline bool valid_uid(std::string_view uid, const registry_options& o) noexcept { return valid_name(uid, o.max_uid_size); }
+
+inline void count(const registry_options& o, metrics::id which, std::int64_t v = 1) noexcept {
+  if (o.metrics) o.metrics->add(which, v);
 }
 
 // The first half of every policy's login: read the first message within `deadline` and

@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "../registry.hpp"
@@ -45,7 +46,10 @@ class registry<Session, multi_thread> {
     auto st = state_;
     auto& home = st->lane_of(s.get_executor());
     auto judged = co_await detail::judge_first_message(s, authenticate, deadline, st->options);
-    if (judged.ended) co_return binding_type(s.status());
+    if (judged.ended) {
+      detail::count(st->options, metrics::logins_refused);
+      co_return binding_type(s.status());
+    }
     std::string refusal;
     std::unique_ptr<typename state::node> n;
     std::vector<std::shared_ptr<Session>> replaced;
@@ -61,12 +65,14 @@ class registry<Session, multi_thread> {
     if (!refusal.empty()) {
       // Refused: say why and finish the closing handshake. (Inline, not a helper coroutine:
       // g++ 12 miscompiles awaiting one here.)
+      detail::count(st->options, metrics::logins_refused);
       s.close(ws::close_code::policy_violation, std::move(refusal));
       while (co_await s.read()) {
       }
       co_return binding_type(s.status());
     }
     if (!n) co_return binding_type(s.status());  // the session ended during authentication
+    detail::count(st->options, metrics::logins_ok);
     for (auto& old : replaced) old->close(ws::close_code::replaced, "replaced by a newer login");
     {
       std::lock_guard lock(home.mutex);
@@ -116,6 +122,91 @@ class registry<Session, multi_thread> {
     return session_count();
   }
 
+  // ---- groups (as in single_thread; a group's members may live on any lane) ----
+
+  bool join(binding_type& b, std::string_view group) {
+    if (!b || !detail::valid_name(group, state_->options.max_group_size)) return false;
+    auto* n = b.node_;
+    for (auto& g : n->groups)
+      if (g == group) return false;
+    auto& sh = state_->shard_of(group);
+    {
+      std::lock_guard lock(sh.mutex);
+      auto it = sh.groups.find(group);
+      if (it == sh.groups.end()) it = sh.groups.emplace(std::string(group), typename state::members{}).first;
+      it->second.insert(n);
+    }
+    n->groups.emplace_back(group);
+    return true;
+  }
+
+  bool leave(binding_type& b, std::string_view group) {
+    if (!b) return false;
+    auto* n = b.node_;
+    for (std::size_t i = 0; i < n->groups.size(); ++i) {
+      if (n->groups[i] != group) continue;
+      state_->leave_group(n, n->groups[i]);
+      n->groups[i] = std::move(n->groups.back());
+      n->groups.pop_back();
+      return true;
+    }
+    return false;
+  }
+
+  // Sends to every session in `group`, from any thread; returns how many it was queued or
+  // posted to.
+  std::size_t send_to_group(std::string_view group, const message& m) {
+    auto& sh = state_->shard_of(group);
+    std::lock_guard lock(sh.mutex);
+    auto it = sh.groups.find(group);
+    if (it == sh.groups.end()) return 0;
+    std::size_t queued = 0;
+    for (auto* n : it->second) queued += detail::counts_as_queued(n->session->send(m));
+    return queued;
+  }
+  std::size_t send_to_group(std::string_view group, std::string_view text) {
+    if (group_size(group) == 0) return 0;
+    return send_to_group(group, message::text(text));
+  }
+
+  std::size_t group_size(std::string_view group) const {
+    auto& sh = state_->shard_of(group);
+    std::lock_guard lock(sh.mutex);
+    auto it = sh.groups.find(group);
+    return it == sh.groups.end() ? 0 : it->second.size();
+  }
+  bool is_member(const binding_type& b, std::string_view group) const {
+    if (!b) return false;
+    for (auto& g : b.node_->groups)
+      if (g == group) return true;
+    return false;
+  }
+  std::size_t group_count() const {
+    std::size_t n = 0;
+    for (auto& sh : state_->shards) {
+      std::lock_guard lock(sh.mutex);
+      n += sh.groups.size();
+    }
+    return n;
+  }
+
+  // ---- presence ----
+
+  // Calls f(uid, sessions) for every uid online, one shard at a time under its lock (a
+  // consistent view per shard, not across shards); do not call the registry from f.
+  template <class F>
+  void for_each_uid(F&& f) const {
+    for (auto& sh : state_->shards) {
+      std::lock_guard lock(sh.mutex);
+      for (const auto& [uid, list] : sh.uids) f(std::string_view(uid), list.size());
+    }
+  }
+  std::vector<std::string> uids() const {
+    std::vector<std::string> out;
+    for_each_uid([&out](std::string_view uid, std::size_t) { out.emplace_back(uid); });
+    return out;
+  }
+
   bool online(std::string_view uid) const { return sessions_of(uid) != 0; }
   std::size_t sessions_of(std::string_view uid) const {
     auto& sh = state_->shard_of(uid);
@@ -140,7 +231,9 @@ class registry<Session, multi_thread> {
       std::size_t lane_index = 0;  // guarded by home->mutex
       std::size_t uid_index = 0;   // guarded by the shard's mutex
       bool indexed = false;        // likewise: still in the uid index (false once replaced)
+      std::vector<std::string> groups;  // touched only through the binding (one owner)
     };
+    using members = std::unordered_set<node*>;
     struct entry {
       Session* session;
       node* owner;
@@ -154,6 +247,7 @@ class registry<Session, multi_thread> {
     struct shard {
       std::mutex mutex;
       std::unordered_map<std::string, std::vector<node*>, detail::transparent_hash, std::equal_to<>> uids;
+      std::unordered_map<std::string, members, detail::transparent_hash, std::equal_to<>> groups;
     };
 
     state(const std::vector<asio::any_io_executor>& executors, registry_options o, std::size_t shard_count)
@@ -169,7 +263,7 @@ class registry<Session, multi_thread> {
       throw std::invalid_argument("herald::registry<multi_thread>: the session's executor is not one of the registry's lanes");
     }
 
-    shard& shard_of(std::string_view uid) { return shards[detail::transparent_hash{}(uid) % shards.size()]; }
+    shard& shard_of(std::string_view name) { return shards[detail::transparent_hash{}(name) % shards.size()]; }
 
     // Adds `n` to the uid index under the duplicate policy; false when rejected.
     bool index(node* n, std::vector<std::shared_ptr<Session>>& replaced) {
@@ -188,11 +282,21 @@ class registry<Session, multi_thread> {
       } else {
         it = sh.uids.emplace(n->uid, std::vector<node*>{}).first;
         uid_count.fetch_add(1, std::memory_order_relaxed);
+        detail::count(options, metrics::uids);
       }
       n->uid_index = it->second.size();
       n->indexed = true;
       it->second.push_back(n);
       return true;
+    }
+
+    void leave_group(node* n, std::string_view group) {
+      auto& sh = shard_of(group);
+      std::lock_guard lock(sh.mutex);
+      auto it = sh.groups.find(group);
+      if (it == sh.groups.end()) return;
+      it->second.erase(n);
+      if (it->second.empty()) sh.groups.erase(it);
     }
 
     static void fan_out(lane& l, const message& m) {
@@ -213,9 +317,11 @@ class registry<Session, multi_thread> {
           if (list.empty()) {
             sh.uids.erase(it);
             uid_count.fetch_sub(1, std::memory_order_relaxed);
+            detail::count(options, metrics::uids, -1);
           }
         }
       }
+      for (auto& g : n->groups) leave_group(n, g);
       {
         lane& l = *n->home;
         std::lock_guard lock(l.mutex);
@@ -229,7 +335,7 @@ class registry<Session, multi_thread> {
 
     registry_options options;
     std::vector<std::unique_ptr<lane>> lanes;
-    std::vector<shard> shards;
+    mutable std::vector<shard> shards;
     std::atomic<std::size_t> uid_count{0};
     std::atomic<std::size_t> session_count{0};
   };

@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "../registry.hpp"
@@ -35,19 +36,24 @@ class registry<Session, single_thread> {
     auto session = s.shared_from_this();
     auto st = state_;
     auto judged = co_await detail::judge_first_message(s, authenticate, deadline, st->options);
-    if (judged.ended) co_return binding_type(s.status());
+    if (judged.ended) {
+      detail::count(st->options, metrics::logins_refused);
+      co_return binding_type(s.status());
+    }
     std::string refusal;
-    if (!judged.verdict.uid) refusal = std::move(judged.verdict.reason);
+    if (!judged.ended && !judged.verdict.uid) refusal = std::move(judged.verdict.reason);
     else if (st->options.duplicates == duplicate_login::reject && online(*judged.verdict.uid)) refusal = "uid already logged in";
     if (!refusal.empty()) {
       // Refused: say why and finish the closing handshake. (Inline, not a helper coroutine:
       // g++ 12 miscompiles awaiting one here.)
+      detail::count(st->options, metrics::logins_refused);
       s.close(ws::close_code::policy_violation, std::move(refusal));
       while (co_await s.read()) {
       }
       co_return binding_type(s.status());
     }
     if (!s.is_open()) co_return binding_type(s.status());
+    detail::count(st->options, metrics::logins_ok);
     if (st->options.duplicates == duplicate_login::replace) {
       if (auto it = st->uids.find(std::string_view(*judged.verdict.uid)); it != st->uids.end()) {
         const auto older = it->second;  // copy: detach() edits the list
@@ -90,6 +96,76 @@ class registry<Session, single_thread> {
     return session_count();
   }
 
+  // ---- groups: a session leaves its groups when its binding dies ----
+
+  // Adds the bound session to `group` (1 to max_group_size bytes, like a uid); false if it
+  // was already a member, the binding is empty or the name invalid.
+  bool join(binding_type& b, std::string_view group) {
+    if (!b || b.node_->detached || !detail::valid_name(group, state_->options.max_group_size)) return false;
+    auto* n = b.node_;
+    for (auto& g : n->groups)
+      if (g == group) return false;
+    auto it = state_->groups.find(group);
+    if (it == state_->groups.end()) it = state_->groups.emplace(std::string(group), members{}).first;
+    it->second.insert(n);
+    n->groups.emplace_back(group);
+    return true;
+  }
+
+  // Removes the bound session from `group`; false if it was not a member.
+  bool leave(binding_type& b, std::string_view group) {
+    if (!b) return false;
+    auto* n = b.node_;
+    for (std::size_t i = 0; i < n->groups.size(); ++i) {
+      if (n->groups[i] != group) continue;
+      state_->leave_group(n, n->groups[i]);
+      n->groups[i] = std::move(n->groups.back());
+      n->groups.pop_back();
+      return true;
+    }
+    return false;
+  }
+
+  // Sends to every session in `group`; returns how many it was queued to.
+  std::size_t send_to_group(std::string_view group, const message& m) {
+    auto it = state_->groups.find(group);
+    if (it == state_->groups.end()) return 0;
+    std::size_t queued = 0;
+    for (auto* n : it->second) queued += detail::counts_as_queued(n->session->send_here(m));
+    return queued;
+  }
+  std::size_t send_to_group(std::string_view group, std::string_view text) {
+    if (group_size(group) == 0) return 0;
+    return send_to_group(group, message::text(text));
+  }
+
+  std::size_t group_size(std::string_view group) const {
+    auto it = state_->groups.find(group);
+    return it == state_->groups.end() ? 0 : it->second.size();
+  }
+  bool is_member(const binding_type& b, std::string_view group) const {
+    if (!b) return false;
+    for (auto& g : b.node_->groups)
+      if (g == group) return true;
+    return false;
+  }
+  std::size_t group_count() const noexcept { return state_->groups.size(); }
+
+  // ---- presence ----
+
+  // Calls f(uid, sessions) for every uid online. Cost: one step per uid; do not log in or
+  // out from inside f.
+  template <class F>
+  void for_each_uid(F&& f) const {
+    for (const auto& [uid, list] : state_->uids) f(std::string_view(uid), list.size());
+  }
+  std::vector<std::string> uids() const {
+    std::vector<std::string> out;
+    out.reserve(state_->uids.size());
+    for_each_uid([&out](std::string_view uid, std::size_t) { out.emplace_back(uid); });
+    return out;
+  }
+
   bool online(std::string_view uid) const { return state_->uids.find(uid) != state_->uids.end(); }
   std::size_t sessions_of(std::string_view uid) const {
     auto it = state_->uids.find(uid);
@@ -110,6 +186,7 @@ class registry<Session, single_thread> {
       std::size_t all_index = 0;
       std::size_t uid_index = 0;
       bool detached = false;
+      std::vector<std::string> groups;  // the groups it is in (few, so a vector)
     };
     // Sessions in one array so a broadcast walks memory in order.
     struct entry {
@@ -124,7 +201,10 @@ class registry<Session, single_thread> {
       n->session = std::move(session);
       n->uid = std::move(uid);
       auto it = uids.find(std::string_view(n->uid));
-      if (it == uids.end()) it = uids.emplace(n->uid, std::vector<node*>{}).first;
+      if (it == uids.end()) {
+        it = uids.emplace(n->uid, std::vector<node*>{}).first;
+        detail::count(options, metrics::uids);
+      }
       n->uid_index = it->second.size();
       it->second.push_back(n.get());
       n->all_index = all.size();
@@ -144,7 +224,19 @@ class registry<Session, single_thread> {
       list[n->uid_index] = list.back();
       list[n->uid_index]->uid_index = n->uid_index;
       list.pop_back();
-      if (list.empty()) uids.erase(it);
+      if (list.empty()) {
+        uids.erase(it);
+        detail::count(options, metrics::uids, -1);
+      }
+      for (auto& g : n->groups) leave_group(n, g);
+      n->groups.clear();
+    }
+
+    void leave_group(node* n, std::string_view group) {
+      auto it = groups.find(group);
+      if (it == groups.end()) return;
+      it->second.erase(n);
+      if (it->second.empty()) groups.erase(it);
     }
 
     void unbind(node* n) noexcept {
@@ -155,7 +247,9 @@ class registry<Session, single_thread> {
     registry_options options;
     std::vector<entry> all;
     std::unordered_map<std::string, std::vector<node*>, detail::transparent_hash, std::equal_to<>> uids;
+    std::unordered_map<std::string, std::unordered_set<node*>, detail::transparent_hash, std::equal_to<>> groups;
   };
+  using members = std::unordered_set<typename state::node*>;
 
   std::shared_ptr<state> state_;
 };
