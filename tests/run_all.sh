@@ -5,9 +5,15 @@
 # HERALD_CONFIGS="gcc" (or any of "gcc clang asan tsan") picks a subset.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-bash "$root/.ci/install-deps.sh" g++ clang cmake make libasio-dev doctest-dev python3-websockets ca-certificates
+bash "$root/.ci/install-deps.sh" g++ clang cmake make libasio-dev doctest-dev python3-websockets ca-certificates \
+  libssl-dev openssl libhiredis-dev redis-server redis-tools php-cli chromium libclang-rt-14-dev
 command -v node >/dev/null && command -v npm >/dev/null || bash "$root/.ci/install-deps.sh" nodejs npm
-(cd "$root/tests/interop" && npm ci --no-audit --no-fund --loglevel=error)
+for dir in tests/interop tests/browser; do
+  (cd "$root/$dir" && npm ci --no-audit --no-fund --loglevel=error)
+done
+# Tests that depend on optional packages are skipped by CMake when those are missing; here
+# they must all be present.
+required_tests=(interop-python interop-node interop-tls browser cluster-redis packaging unit-multi-thread)
 
 jobs=$(nproc)
 configs=${HERALD_CONFIGS:-"gcc clang asan tsan"}
@@ -29,6 +35,12 @@ for config in $configs; do
     targets=(--target unit-multi-thread unit-session uid_push_server)
   fi
   cmake --build "$dir" -j"$jobs" "${targets[@]}"
+  if [ "$config" != tsan ]; then
+    listed=$(cd "$dir" && ctest -N)
+    for t in "${required_tests[@]}"; do
+      grep -q ": $t\$" <<<"$listed" || { echo "test $t is not configured (a package missing?)"; exit 1; }
+    done
+  fi
   echo "=== $config: test"
   (cd "$dir" && ASAN_OPTIONS=detect_leaks=1 TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j"$jobs" --timeout 300 "${filter[@]}")
 done

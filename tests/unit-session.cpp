@@ -2,6 +2,7 @@
 // pings, fragmentation, the closing handshake both ways, deadlines and idle detection.
 #include "test_support.hpp"
 
+#include <set>
 #include <thread>
 
 using namespace herald_test;
@@ -229,5 +230,44 @@ TEST_CASE("send from another thread is posted to the session's thread") {
     other.join();
     for (auto r : results) CHECK(r == herald::send_result::posted);
     for (int i = 0; i < 100; ++i) CHECK(co_await next_text(*c) == "from afar " + std::to_string(i));
+  });
+}
+
+TEST_CASE("per-session user data: typed, per session, default-constructed") {
+  struct profile {
+    std::string name = "anonymous";
+    int messages = 0;
+  };
+  using profiled_session = herald::ws_session<tcp::socket, profile>;
+  static_assert(std::is_same_v<profiled_session::user_data_type, profile>);
+  asio::io_context io;
+  run(io, [&]() -> asio::awaitable<void> {
+    tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    std::vector<std::shared_ptr<profiled_session>> served;
+    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+      for (int i = 0; i < 2; ++i) {
+        auto s = co_await acceptor.async_accept(asio::use_awaitable);
+        auto ws = co_await herald::accept_websocket<profile>(std::move(s));
+        REQUIRE(ws);
+        CHECK(ws->data().name == "anonymous");
+        served.push_back(ws);
+        asio::co_spawn(io, [ws]() -> asio::awaitable<void> {
+          while (auto m = co_await ws->read()) {
+            ws->data().name = m->data;
+            ++ws->data().messages;
+          }
+        }, asio::detached);
+      }
+    }, asio::detached);
+    auto a = co_await connect_client(acceptor.local_endpoint().port());
+    auto b = co_await connect_client(acceptor.local_endpoint().port());
+    a->send("first");
+    a->send("alice");
+    b->send("bob");
+    REQUIRE(co_await eventually([&] {
+      return served.size() == 2 && served[0]->data().messages + served[1]->data().messages == 3;
+    }));
+    std::set<std::string> names{served[0]->data().name, served[1]->data().name};
+    CHECK(names == std::set<std::string>{"alice", "bob"});
   });
 }

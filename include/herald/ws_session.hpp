@@ -105,10 +105,16 @@ auto& lowest_layer(S& s) {
 }
 }  // namespace detail
 
-template <class Stream = asio::ip::tcp::socket>
-class ws_session : public std::enable_shared_from_this<ws_session<Stream>> {
+// Per-session application data for sessions that need none.
+struct no_user_data {};
+
+// `UserData` is the application's own state carried by each session (like uWebSockets'
+// ws<UserData>): typed, default-constructed, reached with data().
+template <class Stream = asio::ip::tcp::socket, class UserData = no_user_data>
+class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserData>> {
  public:
   using stream_type = Stream;
+  using user_data_type = UserData;
   using executor_type = typename Stream::executor_type;
   using clock = std::chrono::steady_clock;
 
@@ -166,6 +172,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream>> {
           case ws::event_kind::message:
             if (close_sent_) continue;  // after our close frame, data is discarded (section 5.5.1)
             ++stats_.messages_in;
+            count(metrics::messages_in);
             {
               incoming in{std::string(ev.payload), ev.op == ws::opcode::binary};
               settle_buffer();
@@ -229,12 +236,15 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream>> {
   send_result send_here(message m) {
     if (state_ != state::open || close_sent_) {
       ++stats_.dropped;
+      count(metrics::dropped);
       return send_result::closed;
     }
     if (queued_bytes_ + m.frame_size() > options_->send_queue_limit) {
       ++stats_.dropped;
+      count(metrics::dropped);
       if (options_->on_overflow == overflow_action::close) {
         stats_.overflow_closes = 1;
+        count(metrics::slow_consumer_closes);
         discard_unstarted();
         start_close(ws::close_code::policy_violation, "send queue limit exceeded");
       }
@@ -263,6 +273,9 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream>> {
   const std::string& target() const noexcept { return target_; }
   const session_options& options() const noexcept { return *options_; }
   executor_type get_executor() noexcept { return stream_.get_executor(); }
+  // The application's data for this session. Touch it on the session's thread.
+  UserData& data() noexcept { return user_data_; }
+  const UserData& data() const noexcept { return user_data_; }
   Stream& stream() noexcept { return stream_; }
 
  private:
@@ -332,6 +345,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream>> {
     target_ = std::move(req.target);
     keep_leftover(std::string_view(head).substr(parsed.head_size));
     state_ = state::open;
+    count(metrics::sessions);
     expect_idle();
     co_return true;
   }
@@ -340,6 +354,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream>> {
   // caused by request bytes we never read.
   asio::awaitable<void> refuse(int http_status, std::string reason, std::string response) {
     status_ = {static_cast<std::uint16_t>(http_status), std::move(reason)};
+    if (http_status >= 400) count(metrics::handshakes_refused);
     std::error_code ec;
     co_await asio::async_write(stream_, asio::buffer(response), asio::redirect_error(asio::use_awaitable, ec));
     if (!ec && state_ != state::closed) {
@@ -408,6 +423,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream>> {
   void on_bytes(std::size_t n) {
     rend_ += static_cast<std::uint32_t>(n);
     stats_.bytes_in += n;
+    count(metrics::bytes_in, static_cast<std::int64_t>(n));
     activity_ = true;
     ping_outstanding_ = false;
     if (parser_.failed()) rpos_ = rend_;  // draining after a protocol error
@@ -486,6 +502,10 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream>> {
 
   void shutdown_and_close() {
     if (state_ == state::closed) return;
+    if (state_ == state::open && role_ == ws::role::server) {
+      count(metrics::sessions, -1);
+      if (options_->metrics) options_->metrics->count_close(status_.code);
+    }
     state_ = state::closed;
     if (holds_limit_slot_) {  // the slot follows the connection, not the object
       holds_limit_slot_ = false;
@@ -498,6 +518,8 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream>> {
     sock.shutdown(asio::socket_base::shutdown_both, ec);
     sock.close(ec);
     stats_.dropped += queue_.size() - queue_head_;
+    count(metrics::dropped, static_cast<std::int64_t>(queue_.size() - queue_head_));
+    count(metrics::queued_bytes, -static_cast<std::int64_t>(queued_bytes_));
     queue_.clear();
     queue_head_ = 0;
     queued_bytes_ = 0;
@@ -509,6 +531,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream>> {
     if (state_ == state::closed) return;
     if (role_ == ws::role::client) m = m.masked(random32());
     queued_bytes_ += m.frame_size();
+    count(metrics::queued_bytes, static_cast<std::int64_t>(m.frame_size()));
     queue_.push_back(std::move(m));
     if (!writing_ && !corked_) cork();
   }
@@ -567,7 +590,9 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream>> {
     const std::size_t keep = queue_head_ + (write_offset_ > 0 ? 1 : 0);
     for (std::size_t i = keep; i < queue_.size(); ++i) {
       queued_bytes_ -= queue_[i].frame_size();
+      count(metrics::queued_bytes, -static_cast<std::int64_t>(queue_[i].frame_size()));
       ++stats_.dropped;
+      count(metrics::dropped);
     }
     queue_.resize(keep);
   }
@@ -632,9 +657,12 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream>> {
       n -= left;
       write_offset_ = 0;
       queued_bytes_ -= m.frame_size();
+      count(metrics::queued_bytes, -static_cast<std::int64_t>(m.frame_size()));
       if (!m.is_control()) {
         ++stats_.messages_out;
         stats_.bytes_out += m.payload().size();
+        count(metrics::messages_out);
+        count(metrics::bytes_out, static_cast<std::int64_t>(m.payload().size()));
       }
       m = message{};
       ++queue_head_;
@@ -653,6 +681,10 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream>> {
       std::error_code ec;
       detail::lowest_layer(stream_).shutdown(asio::socket_base::shutdown_send, ec);
     }
+  }
+
+  void count(metrics::id which, std::int64_t v = 1) noexcept {
+    if (options_->metrics) options_->metrics->add(which, v);
   }
 
   // ---- deadlines ----
@@ -729,20 +761,22 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream>> {
   close_status status_;
   session_stats stats_;
   std::string target_;
+  [[no_unique_address]] UserData user_data_{};
 };
 
-// Free-function spellings, as used in the examples.
-template <class Stream>
-asio::awaitable<std::shared_ptr<ws_session<Stream>>> accept_websocket(Stream stream,
-                                                                     std::shared_ptr<const session_options> options,
-                                                                     close_status* why = nullptr) {
-  return ws_session<Stream>::accept(std::move(stream), std::move(options), why);
+// Free-function spellings, as used in the examples: accept_websocket(socket, options), or
+// accept_websocket<MyData>(socket, options) for sessions that carry MyData.
+template <class UserData = no_user_data, class Stream>
+asio::awaitable<std::shared_ptr<ws_session<Stream, UserData>>> accept_websocket(Stream stream,
+                                                                               std::shared_ptr<const session_options> options,
+                                                                               close_status* why = nullptr) {
+  return ws_session<Stream, UserData>::accept(std::move(stream), std::move(options), why);
 }
 
-template <class Stream>
-asio::awaitable<std::shared_ptr<ws_session<Stream>>> accept_websocket(Stream stream, const session_options& options = {},
-                                                                     close_status* why = nullptr) {
-  return ws_session<Stream>::accept(std::move(stream), std::make_shared<const session_options>(options), why);
+template <class UserData = no_user_data, class Stream>
+asio::awaitable<std::shared_ptr<ws_session<Stream, UserData>>> accept_websocket(Stream stream, const session_options& options = {},
+                                                                               close_status* why = nullptr) {
+  return ws_session<Stream, UserData>::accept(std::move(stream), std::make_shared<const session_options>(options), why);
 }
 
 }  // namespace herald
