@@ -11,16 +11,30 @@
 //
 // Usage: uid_push_server [--address A] [--port P] [--duplicates multi|replace|reject]
 //                        [--max-message BYTES] [--idle-timeout SECONDS] [--threads N]
+//                        [--handshake-timeout SECONDS] [--tls-cert FILE --tls-key FILE] [--web DIR]
 // --threads N (default 1): N > 1 uses the multi_thread registry, one io_context per thread.
+// --handshake-timeout S (default 10, fractions allowed): from accept to the end of the
+//   opening handshake (the TLS handshake included); then the connection is dropped.
+// --tls-cert F --tls-key F: wss:// only (PEM certificate chain and unencrypted key); needs a
+//   build with OpenSSL (herald/tls.hpp). A failed TLS handshake costs only that connection.
+// --web DIR: plain HTTP GET requests on the same port are answered with files from DIR
+//   ("/" is index.html; 404 for a missing file, 405 for other methods), e.g. examples/web.
 // SIGINT/SIGTERM close every session with 1001 and exit 0.
 #include <herald.hpp>
+#if HERALD_EXAMPLE_TLS
+#include <herald/tls.hpp>
+#endif
 
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <functional>
+#include <optional>
+#include <sstream>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -29,7 +43,7 @@
 #include <unordered_set>
 
 using namespace std::chrono_literals;
-using session = herald::ws_session<>;
+using session = herald::ws_session<>;  // plain TCP; with --tls-cert: herald::tls_session
 
 namespace {
 
@@ -42,18 +56,19 @@ herald::login_verdict check_uid(std::string_view uid) {
 }
 
 // Every open connection, logged in or not, so that shutdown can close them all.
+template <class Session>
 struct connections {
   std::mutex mutex;
-  std::unordered_set<session*> open;
+  std::unordered_set<Session*> open;
   bool stopping = false;
   std::function<void()> on_last_closed;
 
   // Registers a session for as long as it lives; false when the server is stopping.
   struct entry {
     connections& set;
-    session* s;
+    Session* s;
     bool added;
-    entry(connections& c, session& ws) : set(c), s(&ws) {
+    entry(connections& c, Session& ws) : set(c), s(&ws) {
       std::lock_guard lock(set.mutex);
       added = !set.stopping;
       if (added) set.open.insert(s);
@@ -74,19 +89,20 @@ struct connections {
     std::lock_guard lock(mutex);
     stopping = true;
     on_last_closed = std::move(done);
-    for (session* s : open) s->close(herald::ws::close_code::going_away, "server shutting down");
+    for (Session* s : open) s->close(herald::ws::close_code::going_away, "server shutting down");
     if (open.empty()) asio::post(open_executor_hint, on_last_closed);
   }
   asio::any_io_executor open_executor_hint;
 };
 
-// One connection, from handshake to close. The same code serves both registry policies.
-template <class Registry>
-asio::awaitable<void> serve(asio::ip::tcp::socket socket, Registry& users, connections& conns,
+// One connection, from handshake to close. The same code serves both registry policies and
+// both streams (tcp::socket, or herald::tls_stream for wss://).
+template <class Session, class Registry>
+asio::awaitable<void> serve(typename Session::stream_type stream, Registry& users, connections<Session>& conns,
                             std::shared_ptr<const herald::session_options> options) {
-  auto ws = co_await herald::accept_websocket(std::move(socket), options);
+  auto ws = co_await herald::accept_websocket(std::move(stream), options);
   if (!ws) co_return;
-  connections::entry tracked(conns, *ws);
+  typename connections<Session>::entry tracked(conns, *ws);
   if (!tracked.added) {  // upgraded just as the server began to stop
     ws->close(herald::ws::close_code::going_away, "server shutting down");
     while (co_await ws->read()) {
@@ -108,20 +124,103 @@ asio::awaitable<void> serve(asio::ip::tcp::socket socket, Registry& users, conne
   }
 }
 
+// ---- --web DIR: static files over plain HTTP GET on the WebSocket port ----
+
+std::string http_response(int status, std::string_view reason, std::string_view content_type, std::string_view body,
+                          std::string_view extra_headers = {}) {
+  std::string r = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) + "\r\n";
+  r += "Content-Type: ";
+  r += content_type;
+  r += "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  r += "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n";
+  r += extra_headers;
+  r += "Connection: close\r\n\r\n";
+  r += body;
+  return r;
+}
+
+std::string http_error(int status, std::string_view reason, std::string_view extra_headers = {}) {
+  return http_response(status, reason, "text/plain; charset=utf-8", std::string(reason) + "\n", extra_headers);
+}
+
+std::string_view content_type_of(const std::filesystem::path& file) {
+  const std::string ext = file.extension().string();
+  if (ext == ".html" || ext == ".htm") return "text/html; charset=utf-8";
+  if (ext == ".js" || ext == ".mjs") return "text/javascript; charset=utf-8";
+  if (ext == ".css") return "text/css; charset=utf-8";
+  if (ext == ".png") return "image/png";
+  if (ext == ".svg") return "image/svg+xml";
+  if (ext == ".ico") return "image/x-icon";
+  if (ext == ".json") return "application/json";
+  if (ext == ".txt") return "text/plain; charset=utf-8";
+  return "application/octet-stream";
+}
+
+// "/a%20b.html?x=1" -> "/a b.html"; nullopt for a malformed escape or a NUL byte.
+std::optional<std::string> decode_path(std::string_view target) {
+  target = target.substr(0, target.find_first_of("?#"));
+  std::string out;
+  for (std::size_t i = 0; i < target.size(); ++i) {
+    char c = target[i];
+    if (c == '%') {
+      auto hex = [](char h) {
+        if (h >= '0' && h <= '9') return h - '0';
+        if (h >= 'a' && h <= 'f') return h - 'a' + 10;
+        if (h >= 'A' && h <= 'F') return h - 'A' + 10;
+        return -1;
+      };
+      if (i + 2 >= target.size()) return std::nullopt;
+      const int hi = hex(target[i + 1]), lo = hex(target[i + 2]);
+      if (hi < 0 || lo < 0) return std::nullopt;
+      c = static_cast<char>(hi * 16 + lo);
+      i += 2;
+    }
+    if (c == '\0') return std::nullopt;
+    out += c;
+  }
+  return out;
+}
+
+// The answer to a plain HTTP request: a file of `root` for GET, an error otherwise.
+std::string serve_file(const std::filesystem::path& root, const herald::http::request& req) {
+  if (req.method != "GET") return http_error(405, "Method Not Allowed", "Allow: GET\r\n");
+  const auto path = decode_path(req.target);
+  if (!path || path->empty() || path->front() != '/') return http_error(400, "Bad Request");
+  // No way out of root: no ".." anywhere, no backslashes; symlinks are checked below.
+  if (path->find("..") != std::string::npos || path->find('\\') != std::string::npos)
+    return http_error(403, "Forbidden");
+  std::string relative = path->substr(1);
+  if (relative.empty() || relative.back() == '/') relative += "index.html";
+  std::error_code ec;
+  const auto file = std::filesystem::weakly_canonical(root / relative, ec);
+  if (ec || !std::filesystem::is_regular_file(file, ec)) return http_error(404, "Not Found");
+  std::string inside = root.string();
+  if (inside.back() != '/') inside += '/';
+  if (file.string().compare(0, inside.size(), inside) != 0) return http_error(404, "Not Found");
+  std::ifstream in(file, std::ios::binary);
+  std::ostringstream body;
+  body << in.rdbuf();
+  if (!in) return http_error(500, "Internal Server Error");
+  return http_response(200, "OK", content_type_of(file), body.str());
+}
+
 struct config {
   std::string address = "0.0.0.0";
   unsigned short port = 1234;
   herald::duplicate_login duplicates = herald::duplicate_login::multi;
   std::size_t max_message = 1024 * 1024;
   int idle_timeout = 30;
+  double handshake_timeout = 10;
   int threads = 1;
+  std::string tls_cert, tls_key;
+  std::string web_dir;  // canonical, when set
 };
 
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr,
                "uid_push_server: %s\nusage: uid_push_server [--address A] [--port P] "
                "[--duplicates multi|replace|reject] [--max-message BYTES] [--idle-timeout SECONDS] "
-               "[--threads N]\n",
+               "[--threads N] [--handshake-timeout SECONDS] [--tls-cert FILE --tls-key FILE] [--web DIR]\n",
                why);
   std::exit(2);
 }
@@ -138,8 +237,18 @@ config parse_args(int argc, char** argv) {
     else if (a == "--port") c.port = static_cast<unsigned short>(std::stoi(value()));
     else if (a == "--max-message") c.max_message = std::stoul(value());
     else if (a == "--idle-timeout") c.idle_timeout = std::stoi(value());
-    else if (a == "--threads") c.threads = std::max(1, std::stoi(value()));
-    else if (a == "--duplicates") {
+    else if (a == "--handshake-timeout") {
+      c.handshake_timeout = std::stod(value());
+      if (!(c.handshake_timeout > 0 && c.handshake_timeout <= 3600)) usage("--handshake-timeout takes 0 < SECONDS <= 3600");
+    } else if (a == "--threads") c.threads = std::max(1, std::stoi(value()));
+    else if (a == "--tls-cert") c.tls_cert = value();
+    else if (a == "--tls-key") c.tls_key = value();
+    else if (a == "--web") {
+      std::error_code ec;
+      const auto dir = std::filesystem::canonical(value(), ec);
+      if (ec || !std::filesystem::is_directory(dir, ec)) usage("--web takes an existing directory");
+      c.web_dir = dir.string();
+    } else if (a == "--duplicates") {
       const auto d = value();
       if (d == "multi") c.duplicates = herald::duplicate_login::multi;
       else if (d == "replace") c.duplicates = herald::duplicate_login::replace;
@@ -148,16 +257,26 @@ config parse_args(int argc, char** argv) {
     } else if (a == "--help" || a == "-h") usage("help");
     else usage("unknown option");
   }
+  if (c.tls_cert.empty() != c.tls_key.empty()) usage("--tls-cert and --tls-key go together");
   return c;
 }
 
-// Runs the server on `threads` io_contexts, one per thread; sockets are dealt out in turn.
-template <class Registry>
-int run(const config& cfg, std::vector<std::unique_ptr<asio::io_context>>& contexts, Registry& users) {
+// Runs the server on `threads` io_contexts, one per thread; sockets are dealt out in turn and
+// made into the session's stream by `make_stream` (identity, or a TLS stream).
+template <class Session, class Registry, class MakeStream>
+int run(const config& cfg, std::vector<std::unique_ptr<asio::io_context>>& contexts, Registry& users,
+        MakeStream make_stream, const char* scheme) {
   asio::io_context& io = *contexts.front();
   herald::session_options so;
   so.max_message_size = cfg.max_message;
   so.idle_timeout = std::chrono::seconds(cfg.idle_timeout);
+  so.handshake_timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(cfg.handshake_timeout));
+  if (!cfg.web_dir.empty()) {
+    so.http_fallback = [root = std::filesystem::path(cfg.web_dir)](const herald::http::request& req) {
+      return std::optional<std::string>(serve_file(root, req));
+    };
+  }
   auto options = std::make_shared<const herald::session_options>(so);
 
   asio::ip::tcp::acceptor acceptor(io);
@@ -167,15 +286,16 @@ int run(const config& cfg, std::vector<std::unique_ptr<asio::io_context>>& conte
   acceptor.bind(endpoint);
   acceptor.listen(asio::socket_base::max_listen_connections);
   std::cout << "uid_push_server listening on " << acceptor.local_endpoint() << " (" << contexts.size()
-            << (contexts.size() == 1 ? " thread)" : " threads)") << std::endl;
+            << (contexts.size() == 1 ? " thread" : " threads") << (std::string_view(scheme) == "wss" ? ", wss" : "")
+            << (cfg.web_dir.empty() ? "" : ", web page from " + cfg.web_dir) << ")" << std::endl;
 
-  connections conns;
+  connections<Session> conns;
   conns.open_executor_hint = io.get_executor();
   herald::accept_loop_options lo;
   for (auto& c : contexts) lo.executors.push_back(c->get_executor());
   asio::co_spawn(io, herald::accept_loop(acceptor, [&](asio::ip::tcp::socket s) {
                    auto ex = s.get_executor();  // the session's thread
-                   asio::co_spawn(ex, serve(std::move(s), users, conns, options), asio::detached);
+                   asio::co_spawn(ex, serve<Session>(make_stream(std::move(s)), users, conns, options), asio::detached);
                  }, lo), asio::detached);
 
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> keep_running;
@@ -203,19 +323,45 @@ int run(const config& cfg, std::vector<std::unique_ptr<asio::io_context>>& conte
   return 0;
 }
 
+// The registry for the thread count: single_thread for one, multi_thread (one lane per
+// io_context) for more. Its Session type is the one the connections use.
+template <class Session, class MakeStream>
+int start(const config& cfg, std::vector<std::unique_ptr<asio::io_context>>& contexts, MakeStream make_stream,
+          const char* scheme) {
+  const herald::registry_options ro{.duplicates = cfg.duplicates};
+  if (cfg.threads == 1) {
+    herald::registry<Session, herald::single_thread> users(ro);
+    return run<Session>(cfg, contexts, users, make_stream, scheme);
+  }
+  std::vector<asio::any_io_executor> lanes;
+  for (auto& c : contexts) lanes.push_back(c->get_executor());
+  herald::registry<Session, herald::multi_thread> users(lanes, ro);
+  return run<Session>(cfg, contexts, users, make_stream, scheme);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const config cfg = parse_args(argc, argv);
   std::vector<std::unique_ptr<asio::io_context>> contexts;
   for (int i = 0; i < cfg.threads; ++i) contexts.push_back(std::make_unique<asio::io_context>(1));
-  const herald::registry_options ro{.duplicates = cfg.duplicates};
-  if (cfg.threads == 1) {
-    herald::registry<session, herald::single_thread> users(ro);
-    return run(cfg, contexts, users);
+  if (!cfg.tls_cert.empty()) {
+#if HERALD_EXAMPLE_TLS
+    auto tls = herald::make_tls_server_context(cfg.tls_cert, cfg.tls_key);
+    if (!tls) {
+      std::fprintf(stderr, "uid_push_server: %s\n", tls.error.c_str());
+      return 1;
+    }
+    std::shared_ptr<asio::ssl::context> ctx = tls.context;  // outlives every session
+    return start<herald::tls_session>(cfg, contexts, [ctx](asio::ip::tcp::socket s) {
+      return herald::tls_stream(std::move(s), *ctx);
+    }, "wss");
+#else
+    std::fprintf(stderr,
+                 "uid_push_server: built without OpenSSL, so --tls-cert/--tls-key are not available "
+                 "(Debian: apt-get install libssl-dev, then rebuild)\n");
+    return 2;
+#endif
   }
-  std::vector<asio::any_io_executor> lanes;
-  for (auto& c : contexts) lanes.push_back(c->get_executor());
-  herald::registry<session, herald::multi_thread> users(lanes, ro);
-  return run(cfg, contexts, users);
+  return start<session>(cfg, contexts, [](asio::ip::tcp::socket s) { return s; }, "ws");
 }
