@@ -5,7 +5,12 @@
 //                        -> "login successful, your uid is <uid>"
 //   <uid>:<message>      <message> goes to every session of <uid> (all its devices)
 //   all:<message>        <message> goes to every logged-in session, the sender included
+//   join:<name>          this session joins group <name> -> "joined <name>"
+//   leave:<name>         this session leaves group <name> -> "left <name>"
+//   group:<name>:<msg>   <msg> goes to every session in group <name> (the sender only if a member)
 //   anything else        -> "error: expected <uid>:<message>"
+// "all", "join", "leave" and "group" are reserved and refused as uids. Groups are left when
+// the session ends.
 // The split is at the first ':', so a message may contain colons. A closed session's uid
 // is unbound; a second login of the same uid is governed by --duplicates.
 //
@@ -19,6 +24,7 @@
 //   build with OpenSSL (herald/tls.hpp). A failed TLS handshake costs only that connection.
 // --web DIR: plain HTTP GET requests on the same port are answered with files from DIR
 //   ("/" is index.html; 404 for a missing file, 405 for other methods), e.g. examples/web.
+// --metrics-port P: Prometheus text at http://127.0.0.1:P/metrics (herald_sessions, ...).
 // SIGINT/SIGTERM close every session with 1001 and exit 0.
 #include <herald.hpp>
 #if HERALD_EXAMPLE_TLS
@@ -51,7 +57,8 @@ namespace {
 herald::login_verdict check_uid(std::string_view uid) {
   if (uid.empty() || uid.size() > 128) return herald::login_verdict::refuse("uid must be 1 to 128 bytes");
   if (uid.find(':') != std::string_view::npos) return herald::login_verdict::refuse("uid must not contain ':'");
-  if (uid == "all") return herald::login_verdict::refuse("uid 'all' is reserved");
+  for (std::string_view reserved : {"all", "join", "leave", "group"})
+    if (uid == reserved) return herald::login_verdict::refuse("uid '" + std::string(uid) + "' is reserved");
   return herald::login_verdict::accept(std::string(uid));
 }
 
@@ -118,10 +125,62 @@ asio::awaitable<void> serve(typename Session::stream_type stream, Registry& user
       ws->send("error: expected <uid>:<message>");
       continue;
     }
+    if (to == "join") {
+      ws->send(users.join(bound, body) ? "joined " + std::string(body) : "error: cannot join '" + std::string(body) + "'");
+      continue;
+    }
+    if (to == "leave") {
+      ws->send(users.leave(bound, body) ? "left " + std::string(body) : "error: not in group '" + std::string(body) + "'");
+      continue;
+    }
+    const bool to_group = to == "group";
+    if (to_group) {
+      auto [group, text] = herald::split_target(body);
+      if (group.empty()) {
+        ws->send("error: expected group:<name>:<message>");
+        continue;
+      }
+      to = group;
+      body = text;
+    }
     auto m = msg->binary ? herald::message::binary(body) : herald::message::text(body);
-    if (to == "all") users.broadcast(m);
+    if (to_group) users.send_to_group(to, m);
+    else if (to == "all") users.broadcast(m);
     else users.unicast(to, m);
   }
+}
+
+// ---- --metrics-port P: GET /metrics in Prometheus text, one request per connection ----
+
+asio::awaitable<void> serve_metrics(asio::ip::tcp::socket s, std::shared_ptr<herald::metrics> stats) {
+  std::string head;
+  herald::http::request req;
+  herald::http::parse_status parsed;
+  asio::steady_timer deadline(s.get_executor(), 5s);  // a slow client costs at most this
+  deadline.async_wait([&s](std::error_code ec) {
+    if (!ec) s.close();
+  });
+  do {
+    char buf[1024];
+    std::error_code ec;
+    const std::size_t n = co_await s.async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return;
+    head.append(buf, n);
+    parsed = herald::http::parse_request(head, 8192, req);
+  } while (parsed.kind == herald::http::parse_status::need_more);
+  std::string response;
+  if (parsed.kind == herald::http::parse_status::error) response = herald::http::error_response(parsed.status, parsed.reason);
+  else if (req.method != "GET") response = herald::http::error_response(405, "only GET", "Allow: GET\r\n");
+  else if (req.target != "/metrics") response = herald::http::error_response(404, "try /metrics");
+  else {
+    const std::string body = stats->prometheus();
+    response = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: " +
+               std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+  }
+  std::error_code ec;
+  co_await asio::async_write(s, asio::buffer(response), asio::redirect_error(asio::use_awaitable, ec));
+  s.shutdown(asio::socket_base::shutdown_send, ec);
+  deadline.cancel();
 }
 
 // ---- --web DIR: static files over plain HTTP GET on the WebSocket port ----
@@ -214,13 +273,14 @@ struct config {
   int threads = 1;
   std::string tls_cert, tls_key;
   std::string web_dir;  // canonical, when set
+  unsigned short metrics_port = 0;
 };
 
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr,
                "uid_push_server: %s\nusage: uid_push_server [--address A] [--port P] "
                "[--duplicates multi|replace|reject] [--max-message BYTES] [--idle-timeout SECONDS] "
-               "[--threads N] [--handshake-timeout SECONDS] [--tls-cert FILE --tls-key FILE] [--web DIR]\n",
+               "[--threads N] [--handshake-timeout SECONDS] [--tls-cert FILE --tls-key FILE] [--web DIR] [--metrics-port P]\n",
                why);
   std::exit(2);
 }
@@ -243,6 +303,7 @@ config parse_args(int argc, char** argv) {
     } else if (a == "--threads") c.threads = std::max(1, std::stoi(value()));
     else if (a == "--tls-cert") c.tls_cert = value();
     else if (a == "--tls-key") c.tls_key = value();
+    else if (a == "--metrics-port") c.metrics_port = static_cast<unsigned short>(std::stoi(value()));
     else if (a == "--web") {
       std::error_code ec;
       const auto dir = std::filesystem::canonical(value(), ec);
@@ -265,9 +326,10 @@ config parse_args(int argc, char** argv) {
 // made into the session's stream by `make_stream` (identity, or a TLS stream).
 template <class Session, class Registry, class MakeStream>
 int run(const config& cfg, std::vector<std::unique_ptr<asio::io_context>>& contexts, Registry& users,
-        MakeStream make_stream, const char* scheme) {
+        MakeStream make_stream, const char* scheme, std::shared_ptr<herald::metrics> stats) {
   asio::io_context& io = *contexts.front();
   herald::session_options so;
+  so.metrics = stats;
   so.max_message_size = cfg.max_message;
   so.idle_timeout = std::chrono::seconds(cfg.idle_timeout);
   so.handshake_timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -298,6 +360,15 @@ int run(const config& cfg, std::vector<std::unique_ptr<asio::io_context>>& conte
                    asio::co_spawn(ex, serve<Session>(make_stream(std::move(s)), users, conns, options), asio::detached);
                  }, lo), asio::detached);
 
+  asio::ip::tcp::acceptor metrics_acceptor(io);
+  if (cfg.metrics_port) {
+    metrics_acceptor = asio::ip::tcp::acceptor(io, {asio::ip::make_address("127.0.0.1"), cfg.metrics_port});
+    asio::co_spawn(io, herald::accept_loop(metrics_acceptor, [stats](asio::ip::tcp::socket s) {
+                     auto ex = s.get_executor();
+                     asio::co_spawn(ex, serve_metrics(std::move(s), stats), asio::detached);
+                   }), asio::detached);
+  }
+
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> keep_running;
   for (auto& c : contexts) keep_running.push_back(asio::make_work_guard(*c));
   auto stop_all = [&] {
@@ -310,6 +381,7 @@ int run(const config& cfg, std::vector<std::unique_ptr<asio::io_context>>& conte
   asio::steady_timer deadline(io);
   signals.async_wait([&](std::error_code, int) {
     acceptor.close();
+    if (metrics_acceptor.is_open()) metrics_acceptor.close();
     deadline.expires_after(so.close_timeout + 1s);
     deadline.async_wait([&](std::error_code) { stop_all(); });
     conns.stop(stop_all);
@@ -328,15 +400,16 @@ int run(const config& cfg, std::vector<std::unique_ptr<asio::io_context>>& conte
 template <class Session, class MakeStream>
 int start(const config& cfg, std::vector<std::unique_ptr<asio::io_context>>& contexts, MakeStream make_stream,
           const char* scheme) {
-  const herald::registry_options ro{.duplicates = cfg.duplicates};
+  auto stats = std::make_shared<herald::metrics>();
+  const herald::registry_options ro{.duplicates = cfg.duplicates, .metrics = stats};
   if (cfg.threads == 1) {
     herald::registry<Session, herald::single_thread> users(ro);
-    return run<Session>(cfg, contexts, users, make_stream, scheme);
+    return run<Session>(cfg, contexts, users, make_stream, scheme, stats);
   }
   std::vector<asio::any_io_executor> lanes;
   for (auto& c : contexts) lanes.push_back(c->get_executor());
   herald::registry<Session, herald::multi_thread> users(lanes, ro);
-  return run<Session>(cfg, contexts, users, make_stream, scheme);
+  return run<Session>(cfg, contexts, users, make_stream, scheme, stats);
 }
 
 }  // namespace

@@ -583,12 +583,108 @@ async def close_1002_unmasked_frame(srv, clients):
     await expect_quiet(clients)  # bob got nothing
 
 
+_METRICS_PORT = free_port()
+
+
+def read_metrics(port):
+    """GET /metrics from the server's metrics port: {name{labels}: value}."""
+    import urllib.request
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=STEP_TIMEOUT) as r:
+        check(r.status == 200, "metrics status %d" % r.status)
+        check(r.headers.get("Content-Type", "").startswith("text/plain"), "metrics content type")
+        out = {}
+        for line in r.read().decode().splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                out[name] = int(value)
+        return out
+
+
+@scenario("--metrics-port", str(_METRICS_PORT))
+async def metrics_after_scripted_run(srv, clients):
+    a = await login(srv, "alice")
+    b1 = await login(srv, "bob", "bob#1")
+    b2 = await login(srv, "bob", "bob#2")
+    clients += [a, b1, b2]
+    bad = await Client.connect(srv, "refused")
+    await bad.send("all")
+    await bad.expect_close(1008, "uid 'all' is reserved")
+    await a.send("bob:12345")
+    await b1.expect("12345")
+    await b2.expect("12345")
+    await b1.send("all:xyz")
+    for c in (a, b1, b2):
+        await c.expect("xyz")
+    loop = asyncio.get_running_loop()
+    m = await loop.run_in_executor(None, read_metrics, _METRICS_PORT)
+    want = {
+        "herald_sessions": 3,
+        "herald_uids": 2,
+        "herald_logins_total": 3,
+        "herald_logins_refused_total": 1,
+        "herald_messages_in_total": 6,     # 4 first messages + 2 commands
+        "herald_messages_out_total": 8,    # 3 login replies + 2 unicast + 3 broadcast
+        'herald_closes_total{class="policy"}': 1,
+        "herald_queued_bytes": 0,
+    }
+    for k, v in want.items():
+        check(m.get(k) == v, "metric %s = %r, expected %r" % (k, m.get(k), v))
+    await a.ws.close()
+    await timed(a.ws.wait_closed(), "alice close")
+    clients.remove(a)
+    for _ in range(100):
+        m = await loop.run_in_executor(None, read_metrics, _METRICS_PORT)
+        if m.get("herald_sessions") == 2:
+            break
+        await asyncio.sleep(0.02)
+    check(m.get("herald_sessions") == 2, "sessions after a close: %r" % m.get("herald_sessions"))
+    check(m.get("herald_uids") == 1, "uids after alice left: %r" % m.get("herald_uids"))
+    check(m.get('herald_closes_total{class="normal"}') == 1, "normal closes: %r" % m.get('herald_closes_total{class="normal"}'))
+
+
+@scenario()
+async def groups_join_leave_send(srv, clients):
+    a1 = await login(srv, "alice", "alice#1")
+    a2 = await login(srv, "alice", "alice#2")
+    bob = await login(srv, "bob")
+    carol = await login(srv, "carol")
+    clients += [a1, a2, bob, carol]
+    await a1.send("join:red")
+    await a1.expect("joined red")
+    await a1.send("join:red")
+    await a1.expect("error: cannot join 'red'")  # already a member
+    await bob.send("join:red")
+    await bob.expect("joined red")
+    await a2.send("join:blue:with colon")  # the name is everything after "join:"
+    await a2.expect("joined blue:with colon")
+    # group:<name>:<message>; the sender (carol) is no member, so only members receive.
+    await carol.send("group:red:hello: red")
+    await a1.expect("hello: red")
+    await bob.expect("hello: red")
+    await bob.send("group:red:from a member")
+    await a1.expect("from a member")
+    await bob.expect("from a member")  # a member sender receives its own group message
+    await carol.send("group:nobody:lost")
+    await carol.send("group:bad")
+    await carol.expect("error: expected group:<name>:<message>")
+    await bob.send("leave:red")
+    await bob.expect("left red")
+    await bob.send("leave:red")
+    await bob.expect("error: not in group 'red'")
+    await carol.send("group:red:after bob left")
+    await a1.expect("after bob left")
+    await expect_quiet(clients)
+
+
 @scenario()
 async def close_1008_bad_uid(srv, clients):
     bob = await login(srv, "bob")
     clients.append(bob)
     cases = [
         ("all", "uid 'all' is reserved"),
+        ("join", "uid 'join' is reserved"),
+        ("leave", "uid 'leave' is reserved"),
+        ("group", "uid 'group' is reserved"),
         ("a:b", "uid must not contain ':'"),
         (":", "uid must not contain ':'"),
         ("", "uid must be 1 to 128 bytes"),
