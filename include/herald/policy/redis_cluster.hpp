@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "../registry.hpp"
+#include "local_index.hpp"
 #include "../redis/envelope.hpp"
 #include "../redis/pubsub.hpp"
 
@@ -215,18 +216,13 @@ class registry<Session, redis_cluster> {
   friend class binding<Session, redis_cluster>;
 
   // Everything bindings need to unbind; shared with them (see single_thread).
-  struct state {
-    struct node {
-      std::shared_ptr<Session> session;
-      std::string uid;
-      std::size_t all_index = 0;
-      std::size_t uid_index = 0;
-      bool detached = false;
-    };
-    struct entry {
-      Session* session;
-      node* owner;
-    };
+  struct state : detail::local_index<Session> {
+    using base = detail::local_index<Session>;
+    using node = typename base::node;
+    using base::all;
+    using base::uids;
+    using base::deliver_to_all;
+    using base::deliver_to_uid;
 
     state(registry_options o, redis_cluster_options c) : options(o), cluster(std::move(c)) {
       node_id = cluster.node_id;
@@ -267,18 +263,6 @@ class registry<Session, redis_cluster> {
     void publish(const std::string& channel, const message& m) { bus->publish(channel, envelope_of(m)); }
     void publish_to_uid(std::string_view uid, const message& m) { bus->publish(uid_channel(uid), envelope_of(m)); }
 
-    std::size_t deliver_to_uid(std::string_view uid, const message& m) {
-      auto it = uids.find(uid);
-      if (it == uids.end()) return 0;
-      std::size_t queued = 0;
-      for (auto* n : it->second) queued += detail::counts_as_queued(n->session->send_here(m));
-      return queued;
-    }
-    std::size_t deliver_to_all(const message& m) {
-      std::size_t queued = 0;
-      for (std::size_t i = 0; i < all.size(); ++i) queued += detail::counts_as_queued(all[i].session->send_here(m));
-      return queued;
-    }
 
     // A message from Redis: skip our own, deliver the rest to the local sessions concerned.
     void on_redis(std::string_view channel, std::string_view payload) {
@@ -304,39 +288,16 @@ class registry<Session, redis_cluster> {
     }
 
     node* attach(std::shared_ptr<Session> session, std::string uid) {
-      auto n = std::make_unique<node>();
-      n->session = std::move(session);
-      n->uid = std::move(uid);
-      auto it = uids.find(std::string_view(n->uid));
-      if (it == uids.end()) {
-        it = uids.emplace(n->uid, std::vector<node*>{}).first;
-        bus->subscribe(uid_channel(n->uid));  // the first local session of this uid
-      }
-      n->uid_index = it->second.size();
-      it->second.push_back(n.get());
-      n->all_index = all.size();
-      all.push_back({n->session.get(), n.get()});
-      return n.release();
+      auto [n, first_of_uid] = base::attach(std::move(session), std::move(uid));
+      if (first_of_uid) bus->subscribe(uid_channel(n->uid));  // the first local session of this uid
+      return n;
     }
 
     void detach(node* n) noexcept {
-      if (n->detached) return;
-      n->detached = true;
-      const std::size_t i = n->all_index;
-      all[i] = all.back();
-      all[i].owner->all_index = i;
-      all.pop_back();
-      auto it = uids.find(std::string_view(n->uid));
-      auto& list = it->second;
-      list[n->uid_index] = list.back();
-      list[n->uid_index]->uid_index = n->uid_index;
-      list.pop_back();
-      if (list.empty()) {
-        uids.erase(it);
-        try {
-          bus->unsubscribe(uid_channel(n->uid));  // the last local session of this uid left
-        } catch (...) {  // out of memory: the subscription stays; messages for it find no one
-        }
+      if (!base::detach(n)) return;
+      try {
+        bus->unsubscribe(uid_channel(n->uid));  // the last local session of this uid left
+      } catch (...) {  // out of memory: the subscription stays; messages for it find no one
       }
     }
 
@@ -352,8 +313,6 @@ class registry<Session, redis_cluster> {
     std::string uid_prefix;
     std::shared_ptr<redis::pubsub> bus;
     herald::cluster_stats stats;
-    std::vector<entry> all;
-    std::unordered_map<std::string, std::vector<node*>, detail::transparent_hash, std::equal_to<>> uids;
   };
 
   std::shared_ptr<state> state_;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "../registry.hpp"
+#include "local_index.hpp"
 
 namespace herald {
 
@@ -69,25 +70,14 @@ class registry<Session, single_thread> {
   }
 
   // Sends to every session of `uid`; returns how many it was queued to.
-  std::size_t unicast(std::string_view uid, const message& m) {
-    auto it = state_->uids.find(uid);
-    if (it == state_->uids.end()) return 0;
-    std::size_t queued = 0;
-    for (auto* n : it->second) queued += detail::counts_as_queued(n->session->send_here(m));
-    return queued;
-  }
+  std::size_t unicast(std::string_view uid, const message& m) { return state_->deliver_to_uid(uid, m); }
   std::size_t unicast(std::string_view uid, std::string_view text) {
     if (!online(uid)) return 0;  // encode only for someone
     return unicast(uid, message::text(text));
   }
 
   // Sends to every logged-in session; the frame is built once and shared.
-  std::size_t broadcast(const message& m) {
-    std::size_t queued = 0;
-    auto& all = state_->all;
-    for (std::size_t i = 0; i < all.size(); ++i) queued += detail::counts_as_queued(all[i].session->send_here(m));
-    return queued;
-  }
+  std::size_t broadcast(const message& m) { return state_->deliver_to_all(m); }
   std::size_t broadcast(std::string_view text) { return session_count() == 0 ? 0 : broadcast(message::text(text)); }
 
   // Starts the closing handshake of every logged-in session (e.g. 1001 on shutdown).
@@ -102,38 +92,14 @@ class registry<Session, single_thread> {
   // was already a member, the binding is empty or the name invalid.
   bool join(binding_type& b, std::string_view group) {
     if (!b || b.node_->detached || !detail::valid_name(group, state_->options.max_group_size)) return false;
-    auto* n = b.node_;
-    for (auto& g : n->groups)
-      if (g == group) return false;
-    auto it = state_->groups.find(group);
-    if (it == state_->groups.end()) it = state_->groups.emplace(std::string(group), members{}).first;
-    it->second.insert(n);
-    n->groups.emplace_back(group);
-    return true;
+    return state_->join_group(b.node_, group);
   }
 
   // Removes the bound session from `group`; false if it was not a member.
-  bool leave(binding_type& b, std::string_view group) {
-    if (!b) return false;
-    auto* n = b.node_;
-    for (std::size_t i = 0; i < n->groups.size(); ++i) {
-      if (n->groups[i] != group) continue;
-      state_->leave_group(n, n->groups[i]);
-      n->groups[i] = std::move(n->groups.back());
-      n->groups.pop_back();
-      return true;
-    }
-    return false;
-  }
+  bool leave(binding_type& b, std::string_view group) { return b && state_->leave(b.node_, group); }
 
   // Sends to every session in `group`; returns how many it was queued to.
-  std::size_t send_to_group(std::string_view group, const message& m) {
-    auto it = state_->groups.find(group);
-    if (it == state_->groups.end()) return 0;
-    std::size_t queued = 0;
-    for (auto* n : it->second) queued += detail::counts_as_queued(n->session->send_here(m));
-    return queued;
-  }
+  std::size_t send_to_group(std::string_view group, const message& m) { return state_->deliver_to_group(group, m); }
   std::size_t send_to_group(std::string_view group, std::string_view text) {
     if (group_size(group) == 0) return 0;
     return send_to_group(group, message::text(text));
@@ -179,77 +145,27 @@ class registry<Session, single_thread> {
   friend class binding<Session, single_thread>;
 
   // Everything bindings need to unbind; shared with them.
-  struct state {
-    struct node {
-      std::shared_ptr<Session> session;
-      std::string uid;
-      std::size_t all_index = 0;
-      std::size_t uid_index = 0;
-      bool detached = false;
-      std::vector<std::string> groups;  // the groups it is in (few, so a vector)
-    };
-    // Sessions in one array so a broadcast walks memory in order.
-    struct entry {
-      Session* session;
-      node* owner;
-    };
+  struct state : detail::local_index<Session> {
+    using base = detail::local_index<Session>;
+    using node = typename base::node;
 
     explicit state(registry_options o) : options(o) {}
 
     node* attach(std::shared_ptr<Session> session, std::string uid) {
-      auto n = std::make_unique<node>();
-      n->session = std::move(session);
-      n->uid = std::move(uid);
-      auto it = uids.find(std::string_view(n->uid));
-      if (it == uids.end()) {
-        it = uids.emplace(n->uid, std::vector<node*>{}).first;
-        detail::count(options, metrics::uids);
-      }
-      n->uid_index = it->second.size();
-      it->second.push_back(n.get());
-      n->all_index = all.size();
-      all.push_back({n->session.get(), n.get()});
-      return n.release();
+      auto [n, first_of_uid] = base::attach(std::move(session), std::move(uid));
+      if (first_of_uid) detail::count(options, metrics::uids);
+      return n;
     }
-
     void detach(node* n) noexcept {
-      if (n->detached) return;
-      n->detached = true;
-      const std::size_t i = n->all_index;
-      all[i] = all.back();
-      all[i].owner->all_index = i;
-      all.pop_back();
-      auto it = uids.find(std::string_view(n->uid));
-      auto& list = it->second;
-      list[n->uid_index] = list.back();
-      list[n->uid_index]->uid_index = n->uid_index;
-      list.pop_back();
-      if (list.empty()) {
-        uids.erase(it);
-        detail::count(options, metrics::uids, -1);
-      }
-      for (auto& g : n->groups) leave_group(n, g);
-      n->groups.clear();
+      if (base::detach(n)) detail::count(options, metrics::uids, -1);
     }
-
-    void leave_group(node* n, std::string_view group) {
-      auto it = groups.find(group);
-      if (it == groups.end()) return;
-      it->second.erase(n);
-      if (it->second.empty()) groups.erase(it);
-    }
-
     void unbind(node* n) noexcept {
       detach(n);
       delete n;
     }
 
     registry_options options;
-    std::vector<entry> all;
-    std::unordered_map<std::string, std::vector<node*>, detail::transparent_hash, std::equal_to<>> uids;
-    std::unordered_map<std::string, std::unordered_set<node*>, detail::transparent_hash, std::equal_to<>> groups;
   };
-  using members = std::unordered_set<typename state::node*>;
 
   std::shared_ptr<state> state_;
 };

@@ -1,0 +1,127 @@
+// The uid and group index of sessions that all live on one thread, without locks: the core
+// of the single_thread and redis_cluster policies.
+#pragma once
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "../registry.hpp"
+
+namespace herald::detail {
+
+template <class Session>
+struct local_index {
+  struct node {
+    std::shared_ptr<Session> session;
+    std::string uid;
+    std::size_t all_index = 0;
+    std::size_t uid_index = 0;
+    bool detached = false;
+    std::vector<std::string> groups;  // the groups it is in (few, so a vector)
+  };
+  // Sessions in one array so a broadcast walks memory in order.
+  struct entry {
+    Session* session;
+    node* owner;
+  };
+  using members = std::unordered_set<node*>;
+
+  // Indexes a new session; `first_of_uid` tells whether its uid had no local session before.
+  std::pair<node*, bool> attach(std::shared_ptr<Session> session, std::string uid) {
+    auto n = std::make_unique<node>();
+    n->session = std::move(session);
+    n->uid = std::move(uid);
+    auto it = uids.find(std::string_view(n->uid));
+    const bool first_of_uid = it == uids.end();
+    if (first_of_uid) it = uids.emplace(n->uid, std::vector<node*>{}).first;
+    n->uid_index = it->second.size();
+    it->second.push_back(n.get());
+    n->all_index = all.size();
+    all.push_back({n->session.get(), n.get()});
+    return {n.release(), first_of_uid};
+  }
+
+  // Removes a session from the index and its groups (once); true when it was the last local
+  // session of its uid.
+  bool detach(node* n) noexcept {
+    if (n->detached) return false;
+    n->detached = true;
+    const std::size_t i = n->all_index;
+    all[i] = all.back();
+    all[i].owner->all_index = i;
+    all.pop_back();
+    for (auto& g : n->groups) leave_group(n, g);
+    n->groups.clear();
+    auto it = uids.find(std::string_view(n->uid));
+    auto& list = it->second;
+    list[n->uid_index] = list.back();
+    list[n->uid_index]->uid_index = n->uid_index;
+    list.pop_back();
+    if (!list.empty()) return false;
+    uids.erase(it);
+    return true;
+  }
+
+  // False if already a member.
+  bool join_group(node* n, std::string_view group) {
+    for (auto& g : n->groups)
+      if (g == group) return false;
+    auto it = groups.find(group);
+    if (it == groups.end()) it = groups.emplace(std::string(group), members{}).first;
+    it->second.insert(n);
+    n->groups.emplace_back(group);
+    return true;
+  }
+
+  // False if not a member.
+  bool leave(node* n, std::string_view group) {
+    for (std::size_t i = 0; i < n->groups.size(); ++i) {
+      if (n->groups[i] != group) continue;
+      leave_group(n, n->groups[i]);
+      n->groups[i] = std::move(n->groups.back());
+      n->groups.pop_back();
+      return true;
+    }
+    return false;
+  }
+
+  void leave_group(node* n, std::string_view group) {
+    auto it = groups.find(group);
+    if (it == groups.end()) return;
+    it->second.erase(n);
+    if (it->second.empty()) groups.erase(it);
+  }
+
+  std::size_t deliver_to_group(std::string_view group, const message& m) const {
+    auto it = groups.find(group);
+    if (it == groups.end()) return 0;
+    std::size_t queued = 0;
+    for (auto* n : it->second) queued += counts_as_queued(n->session->send_here(m));
+    return queued;
+  }
+
+  std::size_t deliver_to_uid(std::string_view uid, const message& m) const {
+    auto it = uids.find(uid);
+    if (it == uids.end()) return 0;
+    std::size_t queued = 0;
+    for (auto* n : it->second) queued += counts_as_queued(n->session->send_here(m));
+    return queued;
+  }
+
+  std::size_t deliver_to_all(const message& m) const {
+    std::size_t queued = 0;
+    for (std::size_t i = 0; i < all.size(); ++i) queued += counts_as_queued(all[i].session->send_here(m));
+    return queued;
+  }
+
+  std::vector<entry> all;
+  std::unordered_map<std::string, std::vector<node*>, transparent_hash, std::equal_to<>> uids;
+  std::unordered_map<std::string, members, transparent_hash, std::equal_to<>> groups;
+};
+
+}  // namespace herald::detail
