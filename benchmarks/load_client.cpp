@@ -1,11 +1,13 @@
-// load_client: drives a running uid_push_server with many herald client sessions and
-// measures it from outside (its RSS and CPU time come from /proc/<server-pid>).
+// load_client: drives a running server that speaks uid_push_server's protocol (herald's
+// example, or a peer in benchmarks/peers/) with many herald client sessions and measures it
+// from outside (its RSS and CPU time come from /proc/<server-pid>).
 //
-//   load_client --host 127.0.0.1 --port P --sessions N --scenario hold|broadcast
+//   load_client --host 127.0.0.1 --port P --sessions N --scenario hold|broadcast|unicast|churn
 //               --server-pid PID [--messages M] [--size BYTES] [--window W]
+//               [--duration S] [--cycles C]
 //               [--timeout S] [--stall-timeout S] [--handshakes H] [--source-ips K]
 //
-// Both scenarios first connect N sessions (at most H handshakes in flight), each logging
+// Every scenario first connects N sessions (at most H handshakes in flight), each logging
 // in as "u<i>" and waiting for "login successful, your uid is u<i>".
 //
 //   hold       waits 2 s, then reports the server's RSS growth per idle logged-in session.
@@ -13,6 +15,23 @@
 //              in flight (a broadcast is done when all N+1 sessions have it). The payload is
 //              exactly BYTES bytes: "<seq> <steady_clock ns> " padded with 'x'. Every session
 //              checks that it gets every sequence number once, in order, intact.
+//   unicast    a closed loop of M messages with W in flight: message s goes from session
+//              i = s % N to a peer j != i as "u<j>:<s> <ns> <j> " padded with 'x' to BYTES
+//              bytes, and each delivery sends the next message. The receiver checks that it
+//              is addressed to itself, intact, and that no sequence number arrives twice; at
+//              the end every message must have arrived exactly once.
+//   churn      one more session (uid "control") stays; W workers repeat, for --duration
+//              seconds or --cycles cycles in all, whichever ends first: connect, handshake,
+//              log in with a NEW uid "c<k>", receive the unicast the control session sends
+//              to "c<k>" (it must be exactly that message: a session that first gets another
+//              uid's message fails the run), then leave: even k with a clean close
+//              handshake, odd k abruptly (k % 4 == 1: TCP FIN without a close frame; k % 4 ==
+//              3: TCP RST). After each leave the control session sends a "ghost" to the uid
+//              that left, which nobody may receive: the N idle sessions and the control
+//              session fail the run on any message, and a churn session on anything but its
+//              own. At the end a marker the control session sends to itself proves that the
+//              server has routed every ghost. Reports cycles/s, server CPU per cycle, and
+//              the server's RSS at the start and the end of the phase.
 //
 // Against a loopback server the sessions connect from K source addresses 127.0.0.1 ...
 // 127.0.0.K (default 16; IP_BIND_ADDRESS_NO_PORT). From a single source address, Linux
@@ -74,19 +93,25 @@ struct config {
   int stall_timeout_s = 20;
   std::size_t handshakes = 500;
   std::size_t source_ips = 0;  // 0: 16 for a 127.x server, else 1 (no explicit bind)
+  int duration_s = 10;          // churn: how long new cycles start
+  std::size_t cycles = 1000000; // churn: at most this many cycles
 };
 
 // "<seq> <ns> " needs at most 10 + 1 + 20 + 1 bytes.
 constexpr std::size_t min_payload = 32;
+// unicast "<seq> <ns> <dest> " and churn "<k> <ns> c<k> " need at most 10 + 1 + 20 + 1 + 21 + 1.
+constexpr std::size_t min_payload_addressed = 56;
 
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr,
                "load_client: %s\n"
-               "usage: load_client --host H --port P --sessions N --scenario hold|broadcast --server-pid PID\n"
-               "                   [--messages M (100)] [--size BYTES (1024, >= %zu)] [--window W (4)]\n"
-               "                   [--timeout SECONDS (120)] [--stall-timeout SECONDS (20)] [--handshakes H (500)]\n"
+               "usage: load_client --host H --port P --sessions N --scenario hold|broadcast|unicast|churn\n"
+               "                   --server-pid PID [--messages M (100)] [--size BYTES (1024, >= %zu; unicast,\n"
+               "                   churn >= %zu)] [--window W (4)] [--duration SECONDS (churn: 10)]\n"
+               "                   [--cycles C (churn: 1000000)] [--timeout SECONDS (120)]\n"
+               "                   [--stall-timeout SECONDS (20)] [--handshakes H (500)]\n"
                "                   [--source-ips K (16 for a loopback server, 1..254)]\n",
-               why, min_payload);
+               why, min_payload, min_payload_addressed);
   std::exit(2);
 }
 
@@ -117,14 +142,20 @@ config parse_args(int argc, char** argv) {
     else if (a == "--stall-timeout") c.stall_timeout_s = static_cast<int>(to_size(value()));
     else if (a == "--handshakes") c.handshakes = to_size(value());
     else if (a == "--source-ips") c.source_ips = to_size(value());
+    else if (a == "--duration") c.duration_s = static_cast<int>(to_size(value()));
+    else if (a == "--cycles") c.cycles = to_size(value());
     else if (a == "--help" || a == "-h") usage("help");
     else usage("unknown option");
   }
   if (c.port == 0) usage("--port is required");
   if (c.sessions == 0) usage("--sessions must be at least 1");
-  if (c.scenario != "hold" && c.scenario != "broadcast") usage("--scenario takes hold or broadcast");
+  if (c.scenario != "hold" && c.scenario != "broadcast" && c.scenario != "unicast" && c.scenario != "churn")
+    usage("--scenario takes hold, broadcast, unicast or churn");
   if (c.server_pid <= 0) usage("--server-pid is required");
   if (c.size < min_payload) usage("--size is too small for the sequence number and timestamp");
+  if ((c.scenario == "unicast" || c.scenario == "churn") && c.size < min_payload_addressed)
+    usage("--size is too small for the sequence number, timestamp and address");
+  if (c.duration_s <= 0 || c.cycles == 0) usage("--duration and --cycles must be positive");
   if (c.messages == 0 || c.messages > 0xFFFFFFF0u) usage("--messages out of range");
   if (c.window == 0) usage("--window must be at least 1");
   if (c.handshakes == 0) usage("--handshakes must be at least 1");
@@ -296,7 +327,7 @@ std::string ms(double ns) {
 
 // ---------------------------------------------------------------- the run
 
-enum class phase { start, login, hold, broadcast, done };
+enum class phase { start, login, hold, broadcast, unicast, churn, done };
 
 const char* phase_name(phase p) {
   switch (p) {
@@ -304,10 +335,23 @@ const char* phase_name(phase p) {
     case phase::login: return "login";
     case phase::hold: return "hold";
     case phase::broadcast: return "broadcast";
+    case phase::unicast: return "unicast";
+    case phase::churn: return "churn";
     case phase::done: return "done";
   }
   return "?";
 }
+
+// Phases during which the logged-in sessions must stay connected.
+bool steady_phase(phase p) { return p == phase::hold || p == phase::broadcast || p == phase::unicast || p == phase::churn; }
+
+// What one churn worker is doing, for the diagnosis of a cycle that hangs.
+struct churn_slot {
+  bool busy = false;
+  std::uint64_t k = 0;
+  const char* step = "";
+  clock_type::time_point since;
+};
 
 struct peer {
   std::uint32_t expected = 0;  // next sequence number
@@ -322,7 +366,7 @@ struct bench {
   asio::io_context io{1};
   std::shared_ptr<const herald::session_options> options;
   tcp::endpoint endpoint;
-  std::size_t total = 0;  // sessions to log in: N, plus the sender in broadcast
+  std::size_t total = 0;  // sessions to log in: N, plus the sender (broadcast) or control (churn)
   std::vector<session_ptr> sessions;
   std::vector<peer> peers;
   phase ph = phase::start;
@@ -347,12 +391,30 @@ struct bench {
   sample latency{4u << 20};
   clock_type::time_point last_delivery;
 
+  // unicast
+  std::vector<std::uint8_t> uni_got;  // per sequence number: delivered
+  std::size_t uni_next = 0;           // next sequence number to send
+  std::string uni_frame;
+
+  // churn
+  session_ptr control;
+  std::uint64_t churn_next = 0;    // next cycle number k
+  std::uint64_t cycles_done = 0;   // complete cycles
+  std::uint64_t churn_clean = 0, churn_fin = 0, churn_rst = 0, ghosts_sent = 0;
+  std::size_t churn_running = 0;   // workers still running
+  clock_type::time_point churn_deadline;
+  std::vector<churn_slot> churn_slots;
+  bool expect_marker = false, marker_received = false;
+  sample cycle_latency{1u << 20};
+  sample close_latency{1u << 20};  // clean closes: close() until the connection has ended
+
   std::size_t ended_in_phase = 0;
   bool failing = false;
   std::string fail_reason;
 
   std::string uid_of(std::size_t i) const {
     if (cfg.scenario == "broadcast" && i == cfg.sessions) return "sender";
+    if (cfg.scenario == "churn" && i == cfg.sessions) return "control";
     std::string uid = "u";  // (not "u" + to_string: g++ 12 warns falsely, -Wrestrict)
     uid += std::to_string(i);
     return uid;
@@ -378,6 +440,8 @@ struct bench {
   }
 
   void on_message(std::size_t i, std::string_view m) {
+    if (cfg.scenario == "unicast") return on_unicast(i, m);
+    if (cfg.scenario == "churn") return on_churn_message(i, m);
     const std::int64_t t = now_ns();
     if (ph != phase::broadcast) {
       error(uid_of(i) + ": unexpected message in phase " + phase_name(ph) + ": '" +
@@ -437,11 +501,85 @@ struct bench {
     }
   }
 
+  // unicast: "<seq> <ns> <dest> xxx..." addressed to u<dest>, which must be this session.
+  void on_unicast(std::size_t i, std::string_view m) {
+    const std::int64_t t = now_ns();
+    if (ph != phase::unicast) {
+      error(uid_of(i) + ": unexpected message in phase " + phase_name(ph) + ": '" + std::string(m.substr(0, 80)) + "'");
+      return fail("a message arrived outside the unicast phase");
+    }
+    std::uint64_t seq = 0, dest = 0;
+    std::int64_t sent = 0;
+    const char* b = m.data();
+    const char* e = b + m.size();
+    auto r1 = std::from_chars(b, e, seq);
+    bool ok = m.size() == cfg.size && r1.ec == std::errc{} && r1.ptr < e && *r1.ptr == ' ';
+    auto r2 = std::from_chars(ok ? r1.ptr + 1 : e, e, sent);
+    ok = ok && r2.ec == std::errc{} && r2.ptr < e && *r2.ptr == ' ';
+    auto r3 = std::from_chars(ok ? r2.ptr + 1 : e, e, dest);
+    ok = ok && r3.ec == std::errc{} && r3.ptr < e && *r3.ptr == ' ';
+    for (const char* c = ok ? r3.ptr + 1 : e; ok && c < e; ++c) ok = *c == 'x';
+    if (!ok) {
+      error(uid_of(i) + ": corrupt unicast of " + std::to_string(m.size()) + " bytes: '" + std::string(m.substr(0, 60)) +
+            "...'");
+      return fail("unicast verification failed: corrupt message");
+    }
+    if (dest != i) {
+      error(uid_of(i) + ": received seq " + std::to_string(seq) + " addressed to u" + std::to_string(dest));
+      return fail("unicast verification failed: a message reached the wrong uid");
+    }
+    if (seq >= uni_next) {
+      error(uid_of(i) + ": seq " + std::to_string(seq) + " was never sent");
+      return fail("unicast verification failed: unknown sequence number");
+    }
+    if (uni_got[seq]) {
+      error(uid_of(i) + ": seq " + std::to_string(seq) + " arrived twice");
+      return fail("unicast verification failed: a message arrived twice");
+    }
+    uni_got[seq] = 1;
+    ++peers[i].received;
+    ++deliveries;
+    latency.add(t - sent);
+    last_delivery = clock_type::time_point(std::chrono::duration_cast<clock_type::duration>(std::chrono::nanoseconds(t)));
+    if (deliveries == cfg.messages) notify();
+    send_next_unicast();  // closed loop: every delivery lets the next message go
+  }
+
+  // Sends sequence number uni_next from session seq % N to a peer (never itself when N > 1).
+  void send_next_unicast() {
+    if (uni_next >= cfg.messages || failing) return;
+    const std::size_t seq = uni_next++;
+    const std::size_t n = cfg.sessions;
+    const std::size_t from = seq % n;
+    const std::size_t to = n == 1 ? 0 : (from + 1 + (seq / n) % (n - 1)) % n;
+    char head[min_payload_addressed + 1];
+    const int len = std::snprintf(head, sizeof head, "%zu %lld %zu ", seq, static_cast<long long>(now_ns()), to);
+    uni_frame.assign(uid_of(to));
+    uni_frame += ':';
+    uni_frame.append(head, static_cast<std::size_t>(len));
+    uni_frame.append(cfg.size - static_cast<std::size_t>(len), 'x');
+    const auto r = sessions[from]->send(std::string_view(uni_frame));
+    if (r != herald::send_result::queued)
+      fail(uid_of(from) + "'s send() of seq " + std::to_string(seq) + " returned " + std::to_string(static_cast<int>(r)));
+  }
+
+  // churn: the idle sessions and the control session receive nothing but the final marker.
+  void on_churn_message(std::size_t i, std::string_view m) {
+    if (i == cfg.sessions && expect_marker && m == "churn-end-marker") {
+      marker_received = true;
+      notify();
+      return;
+    }
+    error(uid_of(i) + ": received '" + std::string(m.substr(0, 80)) + "' in phase " + phase_name(ph) +
+          (m.substr(0, 6) == "ghost " ? " (a message to a uid that had left)" : ""));
+    fail("churn verification failed: a session received a message that was not addressed to it");
+  }
+
   void on_end(std::size_t i, const herald::close_status& why) {
     peer& p = peers[i];
     p.ended = true;
     p.end = why;
-    if (ph == phase::hold || ph == phase::broadcast) {
+    if (steady_phase(ph)) {
       ++ended_in_phase;
       fail("session " + uid_of(i) + " ended during the " + phase_name(ph) + " phase: " + std::to_string(why.code) +
            " '" + why.reason + "'");
@@ -486,13 +624,43 @@ struct bench {
       if (ph == phase::broadcast)
         std::printf("  last delivery %.3f s ago\n", seconds_between(last_delivery, clock_type::now()));
     }
+    if (cfg.scenario == "unicast") {
+      std::printf("  unicast: sent %zu of %zu, delivered %llu\n", uni_next, cfg.messages,
+                  static_cast<unsigned long long>(deliveries));
+      std::size_t shown = 0, missing = 0;
+      for (std::size_t s = 0; s < uni_next && s < uni_got.size(); ++s) {
+        if (uni_got[s]) continue;
+        ++missing;
+        if (shown++ < 10) {
+          const std::size_t n = cfg.sessions, from = s % n, to = n == 1 ? 0 : (from + 1 + (s / n) % (n - 1)) % n;
+          std::printf("    not delivered: seq %zu from %s to %s\n", s, uid_of(from).c_str(), uid_of(to).c_str());
+        }
+      }
+      std::printf("  sent but not delivered: %zu\n", missing);
+      if (ph == phase::unicast)
+        std::printf("  last delivery %.3f s ago\n", seconds_between(last_delivery, clock_type::now()));
+    }
+    if (cfg.scenario == "churn") {
+      std::printf("  churn: %llu cycles complete, %llu started (clean %llu, FIN %llu, RST %llu), %llu ghosts sent, "
+                  "%zu workers running%s\n",
+                  static_cast<unsigned long long>(cycles_done), static_cast<unsigned long long>(churn_next),
+                  static_cast<unsigned long long>(churn_clean), static_cast<unsigned long long>(churn_fin),
+                  static_cast<unsigned long long>(churn_rst), static_cast<unsigned long long>(ghosts_sent),
+                  churn_running, expect_marker && !marker_received ? "; the end marker has not come back" : "");
+      const auto now = clock_type::now();
+      for (const auto& sl : churn_slots)
+        if (sl.busy)
+          std::printf("    c%llu: %s for %.3f s\n", static_cast<unsigned long long>(sl.k), sl.step,
+                      seconds_between(sl.since, now));
+    }
     std::printf("  verification errors: %llu\n", static_cast<unsigned long long>(errors));
     for (const auto& e : error_samples) std::printf("    %s\n", e.c_str());
     std::printf("  server pid %ld %s\n", cfg.server_pid, process_alive(cfg.server_pid) ? "is alive" : "is GONE");
     std::printf("RESULT scenario=%s status=FAIL phase=%s sessions=%zu logged_in=%zu login_failures=%zu completed=%zu "
-                "deliveries=%llu errors=%llu ended=%zu\n",
+                "deliveries=%llu errors=%llu ended=%zu cycles=%llu\n",
                 cfg.scenario.c_str(), phase_name(ph), cfg.sessions, logged_in, login_failed, completed,
-                static_cast<unsigned long long>(deliveries), static_cast<unsigned long long>(errors), ended_in_phase);
+                static_cast<unsigned long long>(deliveries), static_cast<unsigned long long>(errors), ended_in_phase,
+                static_cast<unsigned long long>(cycles_done));
     std::fflush(stdout);
     std::_Exit(1);  // leave the sockets to the kernel
   }
@@ -521,24 +689,28 @@ asio::awaitable<void> reader(bench& b, std::size_t i, session_ptr ws) {
   }
 }
 
+// With K > 1 source addresses, opens the socket bound to 127.0.0.(1 + i % K); the port is
+// chosen at connect() for the whole 4-tuple.
+void bind_source(bench& b, tcp::socket& socket, std::uint64_t i, std::error_code& ec) {
+  if (b.cfg.source_ips <= 1) return;
+  socket.open(tcp::v4(), ec);
+  int one = 1;
+  if (!ec && ::setsockopt(socket.native_handle(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) != 0)
+    ec = std::error_code(errno, std::system_category());
+  const asio::ip::address_v4 source(0x7F000001u + static_cast<std::uint32_t>(i % b.cfg.source_ips));
+  if (!ec) socket.bind(tcp::endpoint(source, 0), ec);
+}
+
 // Connects session i, logs it in and starts its reader.
 asio::awaitable<void> login_one(bench& b, std::size_t i) {
   const auto started = clock_type::now();
   auto ex = co_await asio::this_coro::executor;
   tcp::socket socket(ex);
   std::error_code ec;
-  if (b.cfg.source_ips > 1) {
-    // Source address 127.0.0.(1 + i % K); the port is chosen at connect() for the 4-tuple.
-    socket.open(tcp::v4(), ec);
-    int one = 1;
-    if (!ec && ::setsockopt(socket.native_handle(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) != 0)
-      ec = std::error_code(errno, std::system_category());
-    const asio::ip::address_v4 source(0x7F000001u + static_cast<std::uint32_t>(i % b.cfg.source_ips));
-    if (!ec) socket.bind(tcp::endpoint(source, 0), ec);
-    if (ec) {
-      b.on_login_failure(i, "bind to a source address: " + ec.message());
-      co_return;
-    }
+  bind_source(b, socket, i, ec);
+  if (ec) {
+    b.on_login_failure(i, "bind to a source address: " + ec.message());
+    co_return;
   }
   co_await socket.async_connect(b.endpoint, asio::redirect_error(asio::use_awaitable, ec));
   if (ec) {
@@ -580,6 +752,100 @@ asio::awaitable<void> login_worker(bench& b) {
   }
 }
 
+// One churn cycle k on worker slot w; any deviation fails the run.
+asio::awaitable<void> churn_one(bench& b, churn_slot& slot, std::uint64_t k) {
+  const auto started = clock_type::now();
+  slot = {true, k, "connect", started};
+  auto step = [&](const char* what) {
+    slot.step = what;
+    slot.since = clock_type::now();
+  };
+  std::string uid = "c";
+  uid += std::to_string(k);
+  auto ex = co_await asio::this_coro::executor;
+  tcp::socket socket(ex);
+  std::error_code ec;
+  bind_source(b, socket, k, ec);
+  if (!ec) co_await socket.async_connect(b.endpoint, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return b.fail(uid + ": connect: " + ec.message());
+  step("websocket handshake");
+  herald::close_status why;
+  auto ws = co_await session::connect(std::move(socket), b.cfg.host, "/", b.options, &why);
+  if (!ws) co_return b.fail(uid + ": websocket handshake: " + std::to_string(why.code) + " " + why.reason);
+  step("login reply");
+  ws->send(uid);
+  auto reply = co_await ws->read();
+  if (!reply)
+    co_return b.fail(uid + ": no login reply: " + std::to_string(reply.status().code) + " " + reply.status().reason);
+  if (reply->text() != "login successful, your uid is " + uid)
+    co_return b.fail(uid + ": login reply '" + std::string(reply->text().substr(0, 100)) + "'");
+
+  // The control session sends this uid one message; it must be the first and only one here.
+  step("its unicast from the control session");
+  char head[min_payload_addressed + 1];
+  const int n = std::snprintf(head, sizeof head, "%llu %lld %s ", static_cast<unsigned long long>(k),
+                              static_cast<long long>(now_ns()), uid.c_str());
+  std::string payload(head, static_cast<std::size_t>(n));
+  payload.append(b.cfg.size - payload.size(), 'x');
+  if (b.control->send(uid + ":" + payload) != herald::send_result::queued)
+    co_return b.fail("the control session could not send to " + uid);
+  auto m = co_await ws->read();
+  if (!m)
+    co_return b.fail(uid + ": ended before its unicast arrived: " + std::to_string(m.status().code) + " " +
+                     m.status().reason);
+  if (m->text() != payload) {
+    b.error(uid + ": first message after login was '" + std::string(m->text().substr(0, 60)) + "', expected '" +
+            payload.substr(0, 40) + "...'" +
+            (m->text().substr(0, 6) == "ghost " ? " (a message to a uid that had left)" : ""));
+    co_return b.fail("churn verification failed: a new session received a message not addressed to it");
+  }
+
+  // Leave: clean close handshake, or the TCP connection dropped without a close frame.
+  if (k % 2 == 0) {
+    step("clean close");
+    const auto close_start = clock_type::now();
+    ws->close(herald::ws::close_code::normal, "");
+    auto end = co_await ws->read();
+    if (end) co_return b.fail(uid + ": a message after its close: '" + std::string(end->text().substr(0, 60)) + "'");
+    const auto close_time = clock_type::now() - close_start;
+    if (close_time >= b.options->close_timeout - 1s)
+      co_return b.fail(uid + ": the server did not answer the close frame (" +
+                       std::to_string(seconds_between(close_start, clock_type::now())) + " s)");
+    b.close_latency.add(std::chrono::duration_cast<std::chrono::nanoseconds>(close_time).count());
+    ++b.churn_clean;
+  } else {
+    auto& sock = ws->stream();
+    if (k % 4 == 3) {  // RST: SO_LINGER with a zero timeout
+      ::linger lg{1, 0};
+      ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+      ++b.churn_rst;
+    } else {
+      ++b.churn_fin;
+    }
+    sock.close(ec);
+  }
+  ws.reset();
+  b.cycle_latency.add(std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - started).count());
+  ++b.cycles_done;
+  // The uid has left; nobody may receive this.
+  std::string ghost = uid;
+  ghost += ":ghost ";
+  ghost += std::to_string(k);
+  if (b.control->send(ghost) != herald::send_result::queued) co_return b.fail("the control session could not send a ghost");
+  ++b.ghosts_sent;
+  slot.busy = false;
+}
+
+// One of cfg.window churn workers: cycles until the deadline or the cycle budget.
+asio::awaitable<void> churn_worker(bench& b, std::size_t w) {
+  while (!b.failing && b.churn_next < b.cfg.cycles && clock_type::now() < b.churn_deadline) {
+    const std::uint64_t k = b.churn_next++;
+    co_await churn_one(b, b.churn_slots[w], k);
+  }
+  --b.churn_running;
+  b.notify();
+}
+
 // Sleeps on the wake timer until notified (or 100 ms, as a safety net).
 asio::awaitable<void> wait_for_change(bench& b) {
   b.wake.expires_after(100ms);
@@ -609,11 +875,23 @@ asio::awaitable<void> monitor(bench& b) {
       b.exit_with_failure();
     }
     const auto now = clock_type::now();
-    if (b.deliveries != last_deliveries || b.ph != phase::broadcast) {
-      last_deliveries = b.deliveries;
+    const std::uint64_t progress = b.deliveries + b.cycles_done;
+    const bool flowing = b.ph == phase::broadcast || b.ph == phase::unicast || b.ph == phase::churn;
+    if (progress != last_deliveries || !flowing) {
+      last_deliveries = progress;
       last_progress = now;
     } else if (now - last_progress > std::chrono::seconds(b.cfg.stall_timeout_s)) {
-      b.fail("stall: no message delivered for " + std::to_string(b.cfg.stall_timeout_s) + " s");
+      b.fail(b.ph == phase::churn ? "stall: no churn cycle completed for " + std::to_string(b.cfg.stall_timeout_s) + " s"
+                                  : "stall: no message delivered for " + std::to_string(b.cfg.stall_timeout_s) + " s");
+    }
+    if (b.ph == phase::churn) {  // one cycle stuck while the others go on
+      for (const auto& sl : b.churn_slots) {
+        if (sl.busy && now - sl.since > std::chrono::seconds(b.cfg.stall_timeout_s)) {
+          b.fail("stall: c" + std::to_string(sl.k) + " waited for " + sl.step + " for more than " +
+                 std::to_string(b.cfg.stall_timeout_s) + " s");
+          break;
+        }
+      }
     }
     if (now - last_print >= 5s) {
       last_print = now;
@@ -622,6 +900,12 @@ asio::awaitable<void> monitor(bench& b) {
       else if (b.ph == phase::broadcast)
         std::printf("  ... %.0f s: %zu of %zu broadcasts complete, %llu deliveries\n", seconds_between(begin, now),
                     b.completed, b.cfg.messages, static_cast<unsigned long long>(b.deliveries));
+      else if (b.ph == phase::unicast)
+        std::printf("  ... %.0f s: %llu of %zu unicasts delivered\n", seconds_between(begin, now),
+                    static_cast<unsigned long long>(b.deliveries), b.cfg.messages);
+      else if (b.ph == phase::churn)
+        std::printf("  ... %.0f s: %llu churn cycles\n", seconds_between(begin, now),
+                    static_cast<unsigned long long>(b.cycles_done));
       std::fflush(stdout);
     }
   }
@@ -641,7 +925,9 @@ asio::awaitable<void> run(bench& b) {
   }
   const long long client_rss_before = proc_status_bytes(::getpid(), "VmRSS");
   std::printf("load_client: scenario=%s sessions=%zu%s server_pid=%ld server_rss_before=%lld source_ips=%zu\n",
-              c.scenario.c_str(), c.sessions, c.scenario == "broadcast" ? " (+1 sender)" : "", c.server_pid, rss_before,
+              c.scenario.c_str(), c.sessions,
+              c.scenario == "broadcast" ? " (+1 sender)" : c.scenario == "churn" ? " (+1 control)" : "", c.server_pid,
+              rss_before,
               c.source_ips);
   std::fflush(stdout);
 
@@ -696,10 +982,139 @@ asio::awaitable<void> run(bench& b) {
     }
     std::printf("RESULT scenario=hold status=PASS sessions=%zu login_s=%.3f logins_per_s=%.0f login_p50_ms=%.3f "
                 "login_p99_ms=%.3f login_server_cpu_us_per_login=%.1f server_rss_before=%lld server_rss_after=%lld "
-                "server_bytes_per_session=%.0f login_other_cpu_s=%.2f\n",
+                "server_bytes_per_session=%.0f login_other_cpu_s=%.2f login_client_cpu_s=%.3f login_machine_s=%.2f\n",
                 c.sessions, login_s, login_rate, login_p50 / 1e6, login_p99 / 1e6,
                 login_cpu.server() * 1e6 / static_cast<double>(b.total), rss_before, rss_after, per_session,
-                login_cpu.others());
+                login_cpu.others(), login_cpu.client(), login_cpu.machine_total);
+    finish(0);
+  }
+
+  if (c.scenario == "unicast") {
+    // ---- unicast: a closed loop, W in flight
+    b.uni_got.assign(c.messages, 0);
+    b.latency.reserve(c.messages);
+    b.uni_frame.reserve(c.size + 32);
+    const auto cpu_start = cpu_snapshot::take(c.server_pid);
+    b.ph = phase::unicast;
+    const auto start = clock_type::now();
+    b.last_delivery = start;
+    for (std::size_t w = 0; w < c.window && !b.failing; ++w) b.send_next_unicast();
+    while (b.deliveries < c.messages && !b.failing) co_await wait_for_change(b);
+    if (b.failing) co_return;
+    const auto end = b.last_delivery;
+    const auto cpu = cpu_use::between(cpu_start, cpu_snapshot::take(c.server_pid));
+    co_await sleep_for(200ms);  // anything extra (a duplicate) would arrive now
+    b.ph = phase::done;
+    if (b.failing) co_return;
+    if (b.errors > 0) {
+      b.fail("unicast verification failed: " + std::to_string(b.errors) + " errors");
+      co_return;
+    }
+    const double secs = seconds_between(start, end);
+    const auto n = static_cast<double>(b.deliveries);
+    const double p50 = static_cast<double>(b.latency.quantile(0.50));
+    const double p99 = static_cast<double>(b.latency.quantile(0.99));
+    const double pmax = static_cast<double>(b.latency.max());
+    std::printf("unicast: %zu messages of %zu bytes among %zu sessions in %.3f s = %.0f messages/s (window %zu, closed "
+                "loop)\n",
+                c.messages, c.size, c.sessions, secs, n / secs, c.window);
+    std::printf("latency (send -> receive, %s of %llu): p50 %s, p99 %s, max %s, mean %s\n",
+                b.latency.kept() == b.latency.count() ? "all" : "sample", static_cast<unsigned long long>(b.latency.count()),
+                ms(p50).c_str(), ms(p99).c_str(), ms(pmax).c_str(), ms(b.latency.mean()).c_str());
+    std::printf("server CPU: %.3f s (user %.3f, sys %.3f) = %.3f us per message (%.0f%% of one core)\n", cpu.server(),
+                cpu.server_user, cpu.server_sys, cpu.server() * 1e6 / n, 100.0 * cpu.server() / secs);
+    std::printf("load client CPU: %.3f s (user %.3f, sys %.3f) = %.0f%% of its one thread%s\n", cpu.client(),
+                cpu.client_user, cpu.client_sys, 100.0 * cpu.client() / secs,
+                cpu.client() / secs > 0.9 ? " -> the client was probably the bottleneck" : "");
+    print_machine("the unicast phase", cpu);
+    std::printf("verify: all %zu messages arrived exactly once, each at the uid it was addressed to, intact\n",
+                c.messages);
+    std::printf("RESULT scenario=unicast status=PASS sessions=%zu messages=%zu size=%zu window=%zu login_s=%.3f "
+                "logins_per_s=%.0f phase_s=%.3f delivered=%llu delivered_per_s=%.0f lat_p50_ms=%.3f lat_p99_ms=%.3f "
+                "lat_max_ms=%.3f server_cpu_s=%.3f server_user_s=%.3f server_sys_s=%.3f server_cpu_us_per_message=%.3f "
+                "server_cpu_pct=%.0f client_cpu_s=%.3f client_cpu_pct=%.0f login_other_cpu_s=%.2f other_cpu_s=%.2f "
+                "machine_s=%.2f\n",
+                c.sessions, c.messages, c.size, c.window, login_s, login_rate, secs,
+                static_cast<unsigned long long>(b.deliveries), n / secs, p50 / 1e6, p99 / 1e6, pmax / 1e6, cpu.server(),
+                cpu.server_user, cpu.server_sys, cpu.server() * 1e6 / n, 100.0 * cpu.server() / secs, cpu.client(),
+                100.0 * cpu.client() / secs, login_cpu.others(), cpu.others(), cpu.machine_total);
+    finish(0);
+  }
+
+  if (c.scenario == "churn") {
+    // ---- churn: W workers connect, log in with new uids, get one unicast and leave
+    b.control = b.sessions[c.sessions];
+    b.churn_slots.assign(c.window, churn_slot{});
+    co_await sleep_for(500ms);  // let the server settle after the logins before the first RSS
+    if (b.failing) co_return;
+    const long long rss_start = proc_status_bytes(c.server_pid, "VmRSS");
+    const auto cpu_start = cpu_snapshot::take(c.server_pid);
+    b.ph = phase::churn;
+    const auto start = clock_type::now();
+    b.churn_deadline = start + std::chrono::seconds(c.duration_s);
+    b.churn_running = c.window;
+    for (std::size_t w = 0; w < c.window; ++w)
+      asio::co_spawn(b.io, churn_worker(b, w), [&b](std::exception_ptr e) { report_exception(b, "churn", e); });
+    while (b.churn_running > 0 && !b.failing) co_await wait_for_change(b);
+    if (b.failing) co_return;
+    const auto end = clock_type::now();
+    const auto cpu = cpu_use::between(cpu_start, cpu_snapshot::take(c.server_pid));
+    // Every ghost was sent before this marker on the same connection: once it is back, the
+    // server has routed them all.
+    b.expect_marker = true;
+    b.control->send("control:churn-end-marker");
+    while (!b.marker_received && !b.failing) co_await wait_for_change(b);
+    co_await sleep_for(500ms);  // a misrouted ghost would arrive now; the server settles
+    if (b.failing) co_return;
+    const long long rss_end = proc_status_bytes(c.server_pid, "VmRSS");
+    b.ph = phase::done;
+    if (rss_end < 0) {
+      b.fail("server process is gone");
+      co_return;
+    }
+    if (b.errors > 0) {
+      b.fail("churn verification failed: " + std::to_string(b.errors) + " errors");
+      co_return;
+    }
+    const double secs = seconds_between(start, end);
+    const auto n = static_cast<double>(b.cycles_done);
+    const double p50 = static_cast<double>(b.cycle_latency.quantile(0.50));
+    const double p99 = static_cast<double>(b.cycle_latency.quantile(0.99));
+    const double pmax = static_cast<double>(b.cycle_latency.max());
+    const double close_p50 = static_cast<double>(b.close_latency.quantile(0.50));
+    const double close_p99 = static_cast<double>(b.close_latency.quantile(0.99));
+    std::printf("churn: %llu cycles (connect, handshake, login, 1 unicast received, leave) in %.3f s = %.0f cycles/s "
+                "(%zu workers; %llu clean closes, %llu FIN without close frame, %llu RST)\n",
+                static_cast<unsigned long long>(b.cycles_done), secs, n / secs, c.window,
+                static_cast<unsigned long long>(b.churn_clean), static_cast<unsigned long long>(b.churn_fin),
+                static_cast<unsigned long long>(b.churn_rst));
+    std::printf("cycle time: p50 %s, p99 %s, max %s; clean close handshake: p50 %s, p99 %s\n", ms(p50).c_str(),
+                ms(p99).c_str(), ms(pmax).c_str(), ms(close_p50).c_str(), ms(close_p99).c_str());
+    std::printf("server CPU: %.3f s (user %.3f, sys %.3f) = %.1f us per cycle (%.0f%% of one core)\n", cpu.server(),
+                cpu.server_user, cpu.server_sys, cpu.server() * 1e6 / n, 100.0 * cpu.server() / secs);
+    std::printf("server VmRSS: %lld at the start, %lld at the end (%+.1f bytes per cycle; %zu idle sessions + control "
+                "throughout)\n",
+                rss_start, rss_end, static_cast<double>(rss_end - rss_start) / n, c.sessions);
+    std::printf("load client CPU: %.3f s (user %.3f, sys %.3f) = %.0f%% of its one thread%s\n", cpu.client(),
+                cpu.client_user, cpu.client_sys, 100.0 * cpu.client() / secs,
+                cpu.client() / secs > 0.9 ? " -> the client was probably the bottleneck" : "");
+    print_machine("the churn phase", cpu);
+    std::printf("verify: every new uid got exactly its own message first; %llu ghosts to uids that had left reached "
+                "nobody; the %zu idle sessions and the control session received nothing else\n",
+                static_cast<unsigned long long>(b.ghosts_sent), c.sessions);
+    std::printf("RESULT scenario=churn status=PASS sessions=%zu window=%zu size=%zu duration_s=%d login_s=%.3f "
+                "logins_per_s=%.0f phase_s=%.3f cycles=%llu cycles_per_s=%.0f cycle_p50_ms=%.3f cycle_p99_ms=%.3f "
+                "cycle_max_ms=%.3f clean=%llu fin=%llu rst=%llu ghosts=%llu server_cpu_s=%.3f server_user_s=%.3f "
+                "server_sys_s=%.3f server_cpu_us_per_cycle=%.1f server_cpu_pct=%.0f server_rss_start=%lld "
+                "server_rss_end=%lld server_rss_growth_per_cycle=%.1f client_cpu_s=%.3f client_cpu_pct=%.0f "
+                "login_other_cpu_s=%.2f other_cpu_s=%.2f machine_s=%.2f\n",
+                c.sessions, c.window, c.size, c.duration_s, login_s, login_rate, secs,
+                static_cast<unsigned long long>(b.cycles_done), n / secs, p50 / 1e6, p99 / 1e6, pmax / 1e6,
+                static_cast<unsigned long long>(b.churn_clean), static_cast<unsigned long long>(b.churn_fin),
+                static_cast<unsigned long long>(b.churn_rst), static_cast<unsigned long long>(b.ghosts_sent),
+                cpu.server(), cpu.server_user, cpu.server_sys, cpu.server() * 1e6 / n, 100.0 * cpu.server() / secs,
+                rss_start, rss_end, static_cast<double>(rss_end - rss_start) / n, cpu.client(),
+                100.0 * cpu.client() / secs, login_cpu.others(), cpu.others(), cpu.machine_total);
     finish(0);
   }
 
@@ -783,12 +1198,12 @@ asio::awaitable<void> run(bench& b) {
               "login_s=%.3f logins_per_s=%.0f phase_s=%.3f deliveries=%llu deliveries_per_s=%.0f lat_p50_ms=%.3f "
               "lat_p99_ms=%.3f lat_max_ms=%.3f server_cpu_s=%.3f server_user_s=%.3f server_sys_s=%.3f "
               "server_cpu_us_per_delivery=%.3f server_cpu_pct=%.0f client_cpu_s=%.3f client_cpu_pct=%.0f "
-              "login_other_cpu_s=%.2f other_cpu_s=%.2f\n",
+              "login_other_cpu_s=%.2f other_cpu_s=%.2f machine_s=%.2f\n",
               c.sessions, b.total, c.messages, c.size, c.window, login_s, login_rate, secs,
               static_cast<unsigned long long>(b.deliveries), rate, p50 / 1e6, p99 / 1e6, pmax / 1e6, server_cpu,
               cpu.server_user, cpu.server_sys,
               server_cpu * 1e6 / total_deliveries, 100.0 * server_cpu / secs, client_user + client_sys,
-              100.0 * (client_user + client_sys) / secs, login_cpu.others(), cpu.others());
+              100.0 * (client_user + client_sys) / secs, login_cpu.others(), cpu.others(), cpu.machine_total);
   finish(0);
 }
 
@@ -798,7 +1213,7 @@ int main(int argc, char** argv) {
   bench b;
   b.cfg = parse_args(argc, argv);
   const config& c = b.cfg;
-  b.total = c.sessions + (c.scenario == "broadcast" ? 1 : 0);
+  b.total = c.sessions + (c.scenario == "broadcast" || c.scenario == "churn" ? 1 : 0);
   b.sessions.resize(b.total);
   b.peers.resize(b.total);
 
@@ -806,6 +1221,7 @@ int main(int argc, char** argv) {
   so.max_message_size = std::max<std::size_t>(64 * 1024, c.size + 1024);
   so.idle_timeout = std::chrono::hours(1);  // the client never pings during a run
   so.handshake_timeout = 30s;
+  so.close_timeout = 10s;  // churn fails a clean close that takes longer than 9 s
   so.send_queue_limit = 64 * 1024 * 1024;
   b.options = std::make_shared<const herald::session_options>(so);
 

@@ -1,0 +1,312 @@
+#!/usr/bin/env bash
+# The herald benchmark suite: one command that installs, builds and measures herald's
+# uid_push_server against Boost.Beast, websocketpp and Node's ws, all on one server thread.
+#
+#   bash benchmarks/run_suite.sh            # full: 19,000 sessions, 3 runs (about 25-35 min here)
+#   bash benchmarks/run_suite.sh --quick    # 4,000 sessions, 1 run (about 2 min once built)
+#
+# Steps: install what is missing (Debian packages; npm ci for the Node peer), build Release
+# into build-bench/, check that every server speaks the protocol, then run every server x
+# every scenario (hold, broadcast, unicast, churn), run r of all of them before run r+1, a
+# fresh server process for every run, each run bounded by timeouts. Writes
+# benchmarks/results/<date>-<host>[-quick].{md,png,results.txt}: medians, ratios to Beast,
+# target verdicts, a chart. A failed run (loss, wrong delivery, crash, timeout) is printed
+# loudly, marked in the report, and makes the script exit 1 at the end.
+#
+# Options: --quick, --runs N, --servers "herald beast websocketpp node-ws",
+#          --scenarios "hold broadcast unicast churn", --no-install, --out-dir DIR
+# Environment: BUILD_DIR (default build-bench), SESSIONS, and the per-scenario knobs below.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH=$ROOT/benchmarks
+BUILD_DIR=${BUILD_DIR:-$ROOT/build-bench}
+QUICK=0
+RUNS=""
+SERVERS="herald beast websocketpp node-ws"
+SCENARIOS="hold broadcast unicast churn"
+INSTALL=1
+OUT_DIR=$BENCH/results
+
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --quick) QUICK=1 ;;
+    --runs) RUNS=$2; shift ;;
+    --servers) SERVERS=$2; shift ;;
+    --scenarios) SCENARIOS=$2; shift ;;
+    --no-install) INSTALL=0 ;;
+    --out-dir) OUT_DIR=$2; shift ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    *) echo "run_suite: unknown option $1 (try --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+# ---- parameters (full / quick)
+if (( QUICK )); then
+  RUNS=${RUNS:-1}
+  SESSIONS=${SESSIONS:-4000}
+  BCAST_MESSAGES=${BCAST_MESSAGES:-40}
+  UNI_MESSAGES=${UNI_MESSAGES:-30000}
+  CHURN_SESSIONS=${CHURN_SESSIONS:-200}
+  CHURN_SECONDS=${CHURN_SECONDS:-5}
+  SUFFIX=-quick
+else
+  RUNS=${RUNS:-3}
+  SESSIONS=${SESSIONS:-19000}
+  BCAST_MESSAGES=${BCAST_MESSAGES:-100}
+  UNI_MESSAGES=${UNI_MESSAGES:-200000}
+  CHURN_SESSIONS=${CHURN_SESSIONS:-1000}
+  CHURN_SECONDS=${CHURN_SECONDS:-20}
+  SUFFIX=""
+fi
+SIZE=${SIZE:-1024}
+BCAST_WINDOW=${BCAST_WINDOW:-4}
+UNI_WINDOW=${UNI_WINDOW:-64}
+CHURN_WINDOW=${CHURN_WINDOW:-32}
+# load_client's own deadline per run, and the hard one around it.
+TIMEOUT_HOLD=${TIMEOUT_HOLD:-120}
+TIMEOUT_BROADCAST=${TIMEOUT_BROADCAST:-300}
+TIMEOUT_UNICAST=${TIMEOUT_UNICAST:-240}
+TIMEOUT_CHURN=$(( CHURN_SECONDS + ${TIMEOUT_CHURN_EXTRA:-90} ))
+
+STAMP_DATE=$(date +%F)
+HOST=$(hostname -s 2>/dev/null || hostname)
+NAME=$STAMP_DATE-$HOST$SUFFIX
+LOG_DIR=$BUILD_DIR/suite-logs/$NAME-$(date +%H%M%S)
+START=$SECONDS
+
+say() { printf '[%s %5ds] %s\n' "$(date +%T)" "$((SECONDS - START))" "$*"; }
+
+# ---- install what is missing
+if (( INSTALL )); then
+  say "checking packages"
+  bash "$ROOT/.ci/install-deps.sh" g++ cmake make libasio-dev libboost-dev libwebsocketpp-dev
+  # gnuplot without X11 (the "gnuplot" package pulls in Qt); any installed gnuplot will do.
+  command -v gnuplot >/dev/null || bash "$ROOT/.ci/install-deps.sh" gnuplot-nox
+  command -v node >/dev/null && command -v npm >/dev/null || bash "$ROOT/.ci/install-deps.sh" nodejs npm
+fi
+for tool in cmake g++ gnuplot node npm; do
+  command -v "$tool" >/dev/null || { echo "run_suite: $tool is missing (run without --no-install)" >&2; exit 2; }
+done
+ws_pinned=$(sed -n 's/.*"ws": *"\([^"]*\)".*/\1/p' "$BENCH/peers/node/package.json" | head -n 1)
+ws_have=$(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' "$BENCH/peers/node/node_modules/ws/package.json" 2>/dev/null | head -n 1 || true)
+if [[ $ws_have != "$ws_pinned" ]]; then
+  say "npm ci in benchmarks/peers/node (ws $ws_pinned)"
+  (cd "$BENCH/peers/node" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# ---- descriptors: each side holds up to SESSIONS + 1 sockets
+hard=$(ulimit -Hn)
+if [[ $hard == unlimited || $hard -gt 20000 ]]; then ulimit -n 20000; else ulimit -n "$hard"; fi
+if (( $(ulimit -n) < SESSIONS + 50 )); then
+  echo "run_suite: open-file limit $(ulimit -n) is too low for $SESSIONS sessions (set SESSIONS lower)" >&2
+  exit 2
+fi
+
+# ---- build
+say "building (Release) in $BUILD_DIR"
+cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DHERALD_BUILD_TESTS=OFF >/dev/null
+cmake --build "$BUILD_DIR" -j "$(nproc)" --target uid_push_server load_client beast_server websocketpp_server
+CLIENT=$BUILD_DIR/benchmarks/load_client
+mkdir -p "$LOG_DIR" "$OUT_DIR"
+
+server_cmd() {  # the command line of server $1 on 127.0.0.1, a port the kernel picks
+  case $1 in
+    herald) echo "$BUILD_DIR/examples/uid_push_server --address 127.0.0.1 --port 0 --idle-timeout 600" ;;
+    beast) echo "$BUILD_DIR/benchmarks/beast_server --address 127.0.0.1 --port 0" ;;
+    websocketpp) echo "$BUILD_DIR/benchmarks/websocketpp_server --address 127.0.0.1 --port 0" ;;
+    node-ws) echo "node $BENCH/peers/node/server.mjs --address 127.0.0.1 --port 0" ;;
+    *) echo "run_suite: unknown server $1" >&2; exit 2 ;;
+  esac
+}
+
+SERVER_PID=""
+SERVER_PORT=""
+SERVER_STATUS=""
+
+# start_server NAME LOG: starts it, reads the port from its "listening on A:P" line.
+start_server() {
+  : >"$2"  # exists before the server (started in the background) opens it
+  # shellcheck disable=SC2046  # the command is a list of words
+  $(server_cmd "$1") >"$2" 2>&1 &
+  SERVER_PID=$!
+  SERVER_PORT=""
+  for _ in $(seq 1 100); do
+    SERVER_PORT=$(sed -n 's/.*listening on [0-9.]*:\([0-9][0-9]*\).*/\1/p' "$2" | head -n 1)
+    [[ -n $SERVER_PORT ]] && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  return 1
+}
+
+# stop_server: SIGTERM to the server we started, up to 15 s, then SIGKILL; SERVER_STATUS says how it ended.
+stop_server() {
+  [[ -n $SERVER_PID ]] || return 0
+  local pid=$SERVER_PID
+  SERVER_PID=""
+  SERVER_STATUS=""
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 150); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -KILL "$pid" 2>/dev/null || true
+      SERVER_STATUS="did not exit within 15 s of SIGTERM (killed)"
+    fi
+  fi
+  local rc=0
+  wait "$pid" 2>/dev/null || rc=$?
+  if [[ -z $SERVER_STATUS && $rc -ne 0 ]]; then SERVER_STATUS="exited with status $rc after SIGTERM"; fi
+}
+trap 'stop_server' EXIT
+trap 'echo; echo "run_suite: interrupted"; exit 130' INT TERM
+
+# ---- protocol check: every server must speak the same protocol before it is measured
+for s in $SERVERS; do
+  log=$LOG_DIR/protocol-$s.server.log
+  check=$LOG_DIR/protocol-$s.check.log
+  if ! start_server "$s" "$log"; then
+    echo "!!!!!!!! $s did not start; its log:"; sed 's/^/   /' "$log"; exit 1
+  fi
+  if ! timeout 20 node "$BENCH/peers/node/protocol_check.mjs" "ws://127.0.0.1:$SERVER_PORT/" >"$check" 2>&1; then
+    stop_server
+    echo "!!!!!!!! $s failed the protocol check:"; sed 's/^/   /' "$check" "$log"; exit 1
+  fi
+  stop_server
+  if [[ -n $SERVER_STATUS ]]; then echo "!!!!!!!! $s $SERVER_STATUS"; exit 1; fi
+  say "protocol check: $s $(tail -n 1 "$check") $(sed -n 's/.*listening on [^ ]* //p' "$log" | head -n 1)"
+done
+
+client_args() {  # load_client arguments of scenario $1
+  case $1 in
+    hold) echo "--scenario hold --sessions $SESSIONS --timeout $TIMEOUT_HOLD" ;;
+    broadcast) echo "--scenario broadcast --sessions $SESSIONS --messages $BCAST_MESSAGES --size $SIZE --window $BCAST_WINDOW --timeout $TIMEOUT_BROADCAST" ;;
+    unicast) echo "--scenario unicast --sessions $SESSIONS --messages $UNI_MESSAGES --size $SIZE --window $UNI_WINDOW --timeout $TIMEOUT_UNICAST" ;;
+    churn) echo "--scenario churn --sessions $CHURN_SESSIONS --window $CHURN_WINDOW --duration $CHURN_SECONDS --size $SIZE --timeout $TIMEOUT_CHURN" ;;
+    *) echo "run_suite: unknown scenario $1" >&2; exit 2 ;;
+  esac
+}
+client_timeout() {
+  case $1 in hold) echo "$TIMEOUT_HOLD" ;; broadcast) echo "$TIMEOUT_BROADCAST" ;; unicast) echo "$TIMEOUT_UNICAST" ;; churn) echo "$TIMEOUT_CHURN" ;; esac
+}
+# The figures the progress line shows for a RESULT line.
+summary() {
+  local line=$1
+  get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
+  case $(get scenario) in
+    hold) echo "$(get server_bytes_per_session) B/session, $(get logins_per_s) logins/s, $(get login_server_cpu_us_per_login) us/login" ;;
+    broadcast) echo "$(get deliveries_per_s) deliveries/s, $(get server_cpu_us_per_delivery) us/delivery, p99 $(get lat_p99_ms) ms" ;;
+    unicast) echo "$(get delivered_per_s) msg/s, $(get server_cpu_us_per_message) us/msg, p99 $(get lat_p99_ms) ms" ;;
+    churn) echo "$(get cycles_per_s) cycles/s, $(get server_cpu_us_per_cycle) us/cycle, RSS $(get server_rss_start) -> $(get server_rss_end)" ;;
+  esac
+  unset -f get
+}
+
+RESULTS=$OUT_DIR/$NAME.results.txt
+META=$LOG_DIR/meta.txt
+: >"$RESULTS"
+read -r -a server_list <<<"$SERVERS"
+read -r -a scenario_list <<<"$SCENARIOS"
+total=$(( RUNS * ${#server_list[@]} * ${#scenario_list[@]} ))
+done_runs=0
+FAILED=0
+say "suite: $total runs ($RUNS x ${#scenario_list[@]} scenarios x ${#server_list[@]} servers); logs in $LOG_DIR"
+
+for (( r = 1; r <= RUNS; ++r )); do
+  # Each run starts the server order one further along, so no server is always first.
+  order=()
+  for (( i = 0; i < ${#server_list[@]}; ++i )); do order+=("${server_list[(i + r - 1) % ${#server_list[@]}]}"); done
+  for sc in "${scenario_list[@]}"; do
+    for s in "${order[@]}"; do
+      done_runs=$(( done_runs + 1 ))
+      tag="[$done_runs/$total] run $r $sc $s"
+      slog=$LOG_DIR/run$r-$sc-$s.server.log
+      clog=$LOG_DIR/run$r-$sc-$s.client.log
+      t0=$SECONDS
+      reason=""
+      if ! start_server "$s" "$slog"; then
+        reason="the server did not start: $(tail -n 3 "$slog" | tr '\n' ' ')"
+        stop_server
+      else
+        to=$(client_timeout "$sc")
+        rc=0
+        # shellcheck disable=SC2046  # the arguments are a list of words
+        timeout -k 5 $(( to + 30 )) "$CLIENT" --host 127.0.0.1 --port "$SERVER_PORT" --server-pid "$SERVER_PID" \
+          $(client_args "$sc") >"$clog" 2>&1 || rc=$?
+        alive=1
+        kill -0 "$SERVER_PID" 2>/dev/null || alive=0
+        stop_server
+        if ! grep -q '^RESULT .*status=PASS' "$clog"; then
+          reason=$(grep -m 1 '^FAIL' "$clog" || true)
+          if [[ -z $reason ]]; then
+            reason="load_client exit status $rc without a RESULT line"
+            if (( rc == 124 || rc == 137 )); then reason="$reason (killed by the hard timeout)"; fi
+          fi
+        fi
+        if (( ! alive )); then reason="${reason:+$reason; }the server process died during the run"; fi
+        if [[ -n $SERVER_STATUS ]]; then reason="${reason:+$reason; }server $SERVER_STATUS"; fi
+      fi
+      wall=$(( SECONDS - t0 ))
+      if [[ -z $reason ]]; then
+        line=$(grep -m 1 '^RESULT ' "$clog")
+        echo "run=$r server=$s wall_s=$wall ${line#RESULT }" >>"$RESULTS"
+        say "$tag: PASS ($wall s) $(summary "$line")"
+      else
+        FAILED=$(( FAILED + 1 ))
+        reason=${reason//\"/\'}
+        echo "run=$r server=$s wall_s=$wall scenario=$sc status=FAIL reason=\"$reason\" log=\"${clog#"$ROOT"/}\"" >>"$RESULTS"
+        say "$tag: !!!!!!!! FAIL ($wall s): $reason"
+        say "   client log: $clog"
+        grep -E '^  |^FAIL|^RESULT' "$clog" 2>/dev/null | head -n 30 | sed 's/^/   | /' || true
+        say "   server log (tail): $slog"
+        tail -n 5 "$slog" 2>/dev/null | sed 's/^/   | /' || true
+      fi
+    done
+  done
+done
+
+# ---- report
+{
+  printf 'title\therald benchmark suite%s: %s on %s\n' "$( (( QUICK )) && echo ' (quick)')" "$STAMP_DATE" "$HOST"
+  printf 'chart_title\therald vs Boost.Beast, websocketpp, Node ws: one server thread, %s sessions, %s-byte messages (%s, %s%s)\n' \
+    "$SESSIONS" "$SIZE" "$STAMP_DATE" "$HOST" "$( (( QUICK )) && echo ', quick')"
+  printf 'command\tbash benchmarks/run_suite.sh%s\n' "$( (( QUICK )) && echo ' --quick')"
+  printf 'suite time\t%s s\n' "$((SECONDS - START))"
+  printf 'runs\t%s per server and scenario, interleaved (run r of every server before run r+1, server order rotated per run), fresh server process per run\n' "$RUNS"
+  printf 'hold\t%s idle logged-in sessions; RSS growth per session 2 s after the last login\n' "$SESSIONS"
+  printf 'broadcast\t%s sessions + 1 sender, %s messages of %s bytes, %s in flight\n' "$SESSIONS" "$BCAST_MESSAGES" "$SIZE" "$BCAST_WINDOW"
+  printf 'unicast\t%s sessions, %s messages of %s bytes, closed loop with %s in flight\n' "$SESSIONS" "$UNI_MESSAGES" "$SIZE" "$UNI_WINDOW"
+  printf 'churn\t%s idle sessions + 1 control, %s workers for %s s; each cycle: connect, handshake, login (new uid), 1 unicast of %s bytes received, leave (1/2 clean close, 1/4 FIN, 1/4 RST), 1 ghost message to the departed uid\n' \
+    "$CHURN_SESSIONS" "$CHURN_WINDOW" "$CHURN_SECONDS" "$SIZE"
+  printf 'servers\therald uid_push_server (1 thread, --idle-timeout 600); beast_server (Boost %s, 1 thread); websocketpp_server (websocketpp %s, asio no-TLS, 1 thread); node-ws (Node %s, ws %s)\n' \
+    "$(dpkg-query -W -f='${Version}' libboost-dev 2>/dev/null || echo '?')" \
+    "$(dpkg-query -W -f='${Version}' libwebsocketpp-dev 2>/dev/null || echo '?')" "$(node --version)" "$ws_pinned"
+  printf 'herald\tgit %s%s\n' "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')" \
+    "$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes in the work tree')"
+  printf 'compiler\t%s, Release (-O3 -DNDEBUG)\n' "$(g++ --version | head -n 1)"
+  printf 'machine\t%s; %s cores; %s GiB RAM; %s\n' "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)" \
+    "$(nproc)" "$(awk '/MemTotal/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)" "$(uname -sr)"
+  printf 'load client\tload_client (herald client sessions, 1 thread), 16 source addresses 127.0.0.1-16; shares the 2 cores with the server\n'
+  printf 'load average at the end\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+} >"$META"
+say "writing the report"
+report_rc=0
+node "$BENCH/report.mjs" "$RESULTS" "$META" "$OUT_DIR/$NAME.md" "$OUT_DIR/$NAME.png" || report_rc=$?
+
+echo
+sed -n '/^## Targets/,/^## Parameters/p' "$OUT_DIR/$NAME.md" | sed '$d'
+echo "report: $OUT_DIR/$NAME.md"
+echo "chart:  $OUT_DIR/$NAME.png"
+echo "raw:    $RESULTS"
+echo "logs:   $LOG_DIR"
+if (( FAILED )); then
+  echo
+  echo "!!!!!!!! $FAILED of $total runs FAILED (see the report's 'Failed runs' and the logs above) !!!!!!!!"
+  exit 1
+fi
+if (( report_rc )); then echo "run_suite: the report could not be written completely"; exit 1; fi
+say "done: $total runs passed"
