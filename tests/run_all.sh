@@ -2,7 +2,8 @@
 # Sets up (Debian 12 packages, npm), builds and runs every test:
 #   g++ 12 (-Werror), clang++ 14 (-Werror), g++ with ASan+UBSan (every test), and g++ with
 #   TSan (the tests where threads meet); ctest for each.
-# HERALD_CONFIGS="gcc" (or any of "gcc clang asan tsan") picks a subset.
+# HERALD_CONFIGS="gcc" (or any of "gcc clang asan tsan") picks a subset; then the fuzzers run
+# for HERALD_FUZZ_SECONDS (default 30, 0 to skip) per target.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bash "$root/.ci/install-deps.sh" g++ clang cmake make libasio-dev doctest-dev python3-websockets ca-certificates \
@@ -45,4 +46,11 @@ for config in $configs; do
   echo "=== $config: test"
   (cd "$dir" && ASAN_OPTIONS=detect_leaks=1 TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j"$jobs" --timeout 300 "${filter[@]}")
 done
+# libFuzzer targets (frame parser, handshake parser, UTF-8 validator) under ASan+UBSan, each for
+# a bounded time on its seed corpus (tests/fuzz/corpus); a crash fails the run.
+if [ "${HERALD_FUZZ_SECONDS:-30}" != 0 ]; then
+  echo "=== fuzz: ${HERALD_FUZZ_SECONDS:-30} s per target"
+  FUZZ_SECONDS="${HERALD_FUZZ_SECONDS:-30}" FUZZ_BUILD_DIR="$root/build-fuzz" bash "$root/tests/fuzz/run_fuzzers.sh"
+fi
 echo "all test configurations passed: $configs"
+
