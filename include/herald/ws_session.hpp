@@ -4,9 +4,10 @@
 //   while (auto msg = co_await ws->read()) ws->send(herald::message::text(*msg));
 //
 // The reader is the caller's coroutine; writes are driven internally and never block the
-// caller: send() puts a shared frame in a bounded queue and, when the queue was empty,
-// writes it straight through to the kernel. Normal ends (close frames, timeouts, protocol
-// errors, lost peers) are values: read() returns an empty result carrying a close_status.
+// caller: send() puts a shared frame in a bounded queue, and at the end of the current round
+// of handlers everything queued leaves in one gathered, non-blocking write. Normal ends
+// (close frames, timeouts, protocol errors, lost peers) are values: read() returns an empty
+// result carrying a close_status.
 #pragma once
 #include <array>
 #include <chrono>
@@ -83,7 +84,7 @@ struct session_stats {
 
 namespace detail {
 // Plain sockets get the fast paths: wait for readiness before borrowing a buffer, and
-// write straight through with a non-blocking send.
+// write with a non-blocking send.
 template <class S>
 concept raw_socket = requires(S& s, std::error_code& ec) {
   s.non_blocking(true, ec);
