@@ -383,16 +383,21 @@ async def client_refusing_the_certificate(srv, clients):
 async def silent_clients_dropped_at_deadline(srv, clients):
     alice = await login(srv, "alice")  # past its handshake: the deadline no longer applies
     clients.append(alice)
-    # One sends nothing at all; one completes TLS and then sends no upgrade request.
+    # One sends nothing at all; one stalls inside its ClientHello (a record header announcing
+    # 512 bytes, then 10 of them); one completes TLS and then sends no upgrade request.
     silent_tcp = await timed(asyncio.open_connection("127.0.0.1", srv.port), "silent connect")
+    stalled = await timed(asyncio.open_connection("127.0.0.1", srv.port), "stalling connect")
+    stalled[1].write(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(5))
     silent_tls = await timed(asyncio.open_connection("127.0.0.1", srv.port, ssl=client_context(),
                                                      server_hostname="127.0.0.1"), "silent TLS connect")
     results = await asyncio.gather(read_until_closed(silent_tcp[0], "silent TCP client dropped", 6),
+                                   read_until_closed(stalled[0], "stalled ClientHello dropped", 6),
                                    read_until_closed(silent_tls[0], "silent TLS client dropped", 6))
-    for what, (data, took) in zip(["TCP (no ClientHello)", "TLS (no upgrade request)"], results):
-        check(0.7 <= took <= 4, "silent %s client dropped after %.2fs, expected about 1 s" % (what, took))
-        check(data == b"", "silent %s client received %s" % (what, short(data)))
-    for _, writer in [silent_tcp, silent_tls]:
+    for what, (data, took) in zip(["TCP (no ClientHello)", "partial ClientHello", "TLS (no upgrade request)"],
+                                  results):
+        check(0.7 <= took <= 4, "%s client dropped after %.2fs, expected about 1 s" % (what, took))
+        check(data == b"", "%s client received %s" % (what, short(data)))
+    for _, writer in [silent_tcp, stalled, silent_tls]:
         writer.transport.abort()
     await expect_quiet([alice])
 
