@@ -44,7 +44,7 @@ class registry<Session, multi_thread> {
   asio::awaitable<binding_type> login(Session& s, Authenticate authenticate, clock::duration deadline = std::chrono::seconds(10)) {
     auto session = s.shared_from_this();
     auto st = state_;
-    auto& home = st->lane_of(s.get_executor());
+    auto* home = &st->lane_of(s.get_executor());  // a pointer, not a reference, across co_await (g++ 12)
     auto judged = co_await detail::judge_first_message(s, authenticate, deadline, st->options);
     if (judged.ended) {
       detail::count(st->options, metrics::logins_refused);
@@ -59,7 +59,7 @@ class registry<Session, multi_thread> {
       n = std::make_unique<typename state::node>();
       n->session = session;
       n->uid = std::move(*judged.verdict.uid);
-      n->home = &home;
+      n->home = home;
       if (!st->index(n.get(), replaced)) refusal = "uid already logged in";
     }
     if (!refusal.empty()) {
@@ -75,9 +75,9 @@ class registry<Session, multi_thread> {
     detail::count(st->options, metrics::logins_ok);
     for (auto& old : replaced) old->close(ws::close_code::replaced, "replaced by a newer login");
     {
-      std::lock_guard lock(home.mutex);
-      n->lane_index = home.sessions.size();
-      home.sessions.push_back({session.get(), n.get()});
+      std::lock_guard lock(home->mutex);
+      n->lane_index = home->sessions.size();
+      home->sessions.push_back({session.get(), n.get()});
     }
     st->session_count.fetch_add(1, std::memory_order_relaxed);
     s.expect_idle();
