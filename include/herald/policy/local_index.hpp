@@ -124,4 +124,17 @@ struct local_index {
   std::unordered_map<std::string, members, transparent_hash, std::equal_to<>> groups;
 };
 
+// The `replace` duplicate policy: unindexes every session of `uid` through the policy's own
+// detach (which also updates metrics or Redis subscriptions) and closes it with 4000.
+template <class State>
+void replace_older(State& st, std::string_view uid) {
+  auto it = st.uids.find(uid);
+  if (it == st.uids.end()) return;
+  const auto older = it->second;  // copy: detach() edits the list
+  for (auto* n : older) {
+    st.detach(n);
+    n->session->close(ws::close_code::replaced, "replaced by a newer login");
+  }
+}
+
 }  // namespace herald::detail

@@ -116,15 +116,7 @@ class registry<Session, redis_cluster> {
       co_return binding_type(s.status());
     }
     if (!s.is_open()) co_return binding_type(s.status());
-    if (st->options.duplicates == duplicate_login::replace) {
-      if (auto it = st->uids.find(std::string_view(*judged.verdict.uid)); it != st->uids.end()) {
-        const auto older = it->second;  // copy: detach() edits the list
-        for (auto* n : older) {
-          st->detach(n);
-          n->session->close(ws::close_code::replaced, "replaced by a newer login");
-        }
-      }
-    }
+    if (st->options.duplicates == duplicate_login::replace) detail::replace_older(*st, *judged.verdict.uid);
     auto* n = st->attach(std::move(session), std::move(*judged.verdict.uid));
     s.expect_idle();
     co_return binding_type(st, n);

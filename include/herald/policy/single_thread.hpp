@@ -55,15 +55,7 @@ class registry<Session, single_thread> {
     }
     if (!s.is_open()) co_return binding_type(s.status());
     detail::count(st->options, metrics::logins_ok);
-    if (st->options.duplicates == duplicate_login::replace) {
-      if (auto it = st->uids.find(std::string_view(*judged.verdict.uid)); it != st->uids.end()) {
-        const auto older = it->second;  // copy: detach() edits the list
-        for (auto* n : older) {
-          st->detach(n);
-          n->session->close(ws::close_code::replaced, "replaced by a newer login");
-        }
-      }
-    }
+    if (st->options.duplicates == duplicate_login::replace) detail::replace_older(*st, *judged.verdict.uid);
     auto* n = st->attach(std::move(session), std::move(*judged.verdict.uid));
     s.expect_idle();
     co_return binding_type(st, n);
