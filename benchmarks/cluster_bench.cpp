@@ -151,7 +151,7 @@ struct bench {
 asio::awaitable<session_ptr> open_session(bench& b, unsigned short port, const std::string& uid, std::size_t i) {
   auto ex = co_await asio::this_coro::executor;
   tcp::socket s(ex);
-  std::error_code ec;
+  herald::error_code ec;
   if (b.cfg.source_ips > 1) {
     s.open(tcp::v4(), ec);
     int one = 1;
@@ -322,7 +322,7 @@ asio::awaitable<void> run_unicast(bench& b) {
     for (std::size_t j = 0; j < c.receivers; ++j)
       u.sender->send("r" + std::to_string(j) + ":probe " + std::to_string(u.probe_round));
     wake.expires_after(500ms);
-    std::error_code ec;
+    herald::error_code ec;
     co_await wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
   ++u.probe_round;           // late probes of earlier rounds are not counted
@@ -333,7 +333,7 @@ asio::awaitable<void> run_unicast(bench& b) {
   send_next(b, u);
   while (u.received < c.messages) {
     wake.expires_after(1s);
-    std::error_code ec;
+    herald::error_code ec;
     co_await wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
   const double s = std::chrono::duration<double>(u.last_receive - u.first_send).count();
@@ -356,7 +356,7 @@ int main(int argc, char** argv) {
   o.handshake_timeout = 60s;
   b.options = std::make_shared<const herald::session_options>(o);
   asio::steady_timer deadline(b.io, std::chrono::seconds(b.cfg.timeout_s));
-  deadline.async_wait([&](std::error_code ec) {
+  deadline.async_wait([&](herald::error_code ec) {
     if (!ec) fail("timeout after " + std::to_string(b.cfg.timeout_s) + " s (logged in " + std::to_string(b.logged_in) +
                   ", broadcasts complete " + std::to_string(b.complete) + ")");
   });

@@ -691,12 +691,12 @@ asio::awaitable<void> reader(bench& b, std::size_t i, session_ptr ws) {
 
 // With K > 1 source addresses, opens the socket bound to 127.0.0.(1 + i % K); the port is
 // chosen at connect() for the whole 4-tuple.
-void bind_source(bench& b, tcp::socket& socket, std::uint64_t i, std::error_code& ec) {
+void bind_source(bench& b, tcp::socket& socket, std::uint64_t i, herald::error_code& ec) {
   if (b.cfg.source_ips <= 1) return;
   socket.open(tcp::v4(), ec);
   int one = 1;
   if (!ec && ::setsockopt(socket.native_handle(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) != 0)
-    ec = std::error_code(errno, std::system_category());
+    ec = herald::error_code(errno, asio::error::get_system_category());
   const asio::ip::address_v4 source(0x7F000001u + static_cast<std::uint32_t>(i % b.cfg.source_ips));
   if (!ec) socket.bind(tcp::endpoint(source, 0), ec);
 }
@@ -706,7 +706,7 @@ asio::awaitable<void> login_one(bench& b, std::size_t i) {
   const auto started = clock_type::now();
   auto ex = co_await asio::this_coro::executor;
   tcp::socket socket(ex);
-  std::error_code ec;
+  herald::error_code ec;
   bind_source(b, socket, i, ec);
   if (ec) {
     b.on_login_failure(i, "bind to a source address: " + ec.message());
@@ -764,7 +764,7 @@ asio::awaitable<void> churn_one(bench& b, churn_slot& slot, std::uint64_t k) {
   uid += std::to_string(k);
   auto ex = co_await asio::this_coro::executor;
   tcp::socket socket(ex);
-  std::error_code ec;
+  herald::error_code ec;
   bind_source(b, socket, k, ec);
   if (!ec) co_await socket.async_connect(b.endpoint, asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return b.fail(uid + ": connect: " + ec.message());
@@ -849,7 +849,7 @@ asio::awaitable<void> churn_worker(bench& b, std::size_t w) {
 // Sleeps on the wake timer until notified (or 100 ms, as a safety net).
 asio::awaitable<void> wait_for_change(bench& b) {
   b.wake.expires_after(100ms);
-  std::error_code ec;
+  herald::error_code ec;
   co_await b.wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
 }
 
@@ -1225,7 +1225,7 @@ int main(int argc, char** argv) {
   so.send_queue_limit = 64 * 1024 * 1024;
   b.options = std::make_shared<const herald::session_options>(so);
 
-  std::error_code ec;
+  herald::error_code ec;
   const auto address = asio::ip::make_address(c.host, ec);
   if (ec) usage("--host must be an IP address");
   b.endpoint = tcp::endpoint(address, c.port);
@@ -1234,7 +1234,7 @@ int main(int argc, char** argv) {
   // The global deadline: whatever is still running after --timeout seconds is a failure.
   asio::steady_timer deadline(b.io);
   deadline.expires_after(std::chrono::seconds(c.timeout_s));
-  deadline.async_wait([&b](std::error_code e) {
+  deadline.async_wait([&b](herald::error_code e) {
     if (e) return;
     b.fail("timeout: the run did not finish within --timeout " + std::to_string(b.cfg.timeout_s) + " s");
     b.exit_with_failure();

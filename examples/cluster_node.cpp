@@ -218,12 +218,12 @@ int main(int argc, char** argv) {
   auto work = asio::make_work_guard(io);
   asio::signal_set signals(io, SIGINT, SIGTERM);
   asio::steady_timer deadline(io);
-  signals.async_wait([&](std::error_code, int) {
+  signals.async_wait([&](herald::error_code, int) {
     acceptor.close();
-    std::error_code ec;
+    herald::error_code ec;
     api_acceptor.close(ec);
     deadline.expires_after(so.close_timeout + 1s);
-    deadline.async_wait([&](std::error_code) { io.stop(); });
+    deadline.async_wait([&](herald::error_code) { io.stop(); });
     conns.stop([&] { asio::post(io, [&] { io.stop(); }); });
   });
   io.run();

@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
                    asio::co_spawn(io, echo(std::move(s), options), asio::detached);
                  }), asio::detached);
   asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](std::error_code, int) { io.stop(); });
+  signals.async_wait([&](herald::error_code, int) { io.stop(); });
   io.run();
   return 0;
 }

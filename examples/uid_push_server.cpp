@@ -157,12 +157,12 @@ asio::awaitable<void> serve_metrics(asio::ip::tcp::socket s, std::shared_ptr<her
   herald::http::request req;
   herald::http::parse_status parsed;
   asio::steady_timer deadline(s.get_executor(), 5s);  // a slow client costs at most this
-  deadline.async_wait([&s](std::error_code ec) {
+  deadline.async_wait([&s](herald::error_code ec) {
     if (!ec) s.close();
   });
   do {
     char buf[1024];
-    std::error_code ec;
+    herald::error_code ec;
     const std::size_t n = co_await s.async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
     if (ec) co_return;
     head.append(buf, n);
@@ -177,7 +177,7 @@ asio::awaitable<void> serve_metrics(asio::ip::tcp::socket s, std::shared_ptr<her
     response = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: " +
                std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
   }
-  std::error_code ec;
+  herald::error_code ec;
   co_await asio::async_write(s, asio::buffer(response), asio::redirect_error(asio::use_awaitable, ec));
   s.shutdown(asio::socket_base::shutdown_send, ec);
   deadline.cancel();
@@ -250,7 +250,7 @@ std::string serve_file(const std::filesystem::path& root, const herald::http::re
     return http_error(403, "Forbidden");
   std::string relative = path->substr(1);
   if (relative.empty() || relative.back() == '/') relative += "index.html";
-  std::error_code ec;
+  std::error_code ec;  // std::filesystem's, in either Asio mode
   const auto file = std::filesystem::weakly_canonical(root / relative, ec);
   if (ec || !std::filesystem::is_regular_file(file, ec)) return http_error(404, "Not Found");
   std::string inside = root.string();
@@ -379,11 +379,11 @@ int run(const config& cfg, std::vector<std::unique_ptr<asio::io_context>>& conte
   // handshakes are done (or at a deadline, for peers that never answer).
   asio::signal_set signals(io, SIGINT, SIGTERM);
   asio::steady_timer deadline(io);
-  signals.async_wait([&](std::error_code, int) {
+  signals.async_wait([&](herald::error_code, int) {
     acceptor.close();
     if (metrics_acceptor.is_open()) metrics_acceptor.close();
     deadline.expires_after(so.close_timeout + 1s);
-    deadline.async_wait([&](std::error_code) { stop_all(); });
+    deadline.async_wait([&](herald::error_code) { stop_all(); });
     conns.stop(stop_all);
   });
   std::vector<std::thread> threads;

@@ -27,7 +27,7 @@ inline void run(asio::io_context& io, std::function<asio::awaitable<void>()> bod
   std::exception_ptr failure;
   bool finished = false;
   asio::steady_timer guard(io, limit);
-  guard.async_wait([&](std::error_code ec) {
+  guard.async_wait([&](herald::error_code ec) {
     if (!ec) io.stop();
   });
   asio::co_spawn(io, body(), [&](std::exception_ptr e) {
@@ -155,7 +155,7 @@ struct raw_client {
     std::string out;
     char buf[4096];
     for (;;) {
-      std::error_code ec;
+      herald::error_code ec;
       const std::size_t n = co_await socket.async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
       out.append(buf, n);
       if (ec || out.size() >= limit) co_return out;

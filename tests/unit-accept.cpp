@@ -136,8 +136,8 @@ int emfile_child(int to_parent, int from_parent) {
     // the vtable with a pipe(), which fails once the table is full (a false "invalid vptr").
     io.poll();
     {
-      std::error_code ec(EMFILE, std::system_category());
-      volatile bool warm = ec == asio::error::no_descriptors || ec == std::errc::too_many_files_open_in_system ||
+      herald::error_code ec(EMFILE, asio::error::get_system_category());
+      volatile bool warm = ec == asio::error::no_descriptors || herald::detail::is_system_file_table_full(ec) ||
                            ec == asio::error::no_buffer_space || ec == asio::error::no_memory ||
                            ec == asio::error::operation_aborted;
       (void)warm;
@@ -145,7 +145,7 @@ int emfile_child(int to_parent, int from_parent) {
       asio::co_spawn(io, [&]() -> asio::awaitable<void> {
         asio::steady_timer t(co_await asio::this_coro::executor);
         t.expires_after(std::chrono::milliseconds(1));
-        std::error_code wec;
+        herald::error_code wec;
         co_await t.async_wait(asio::redirect_error(asio::use_awaitable, wec));
         waited = true;
       }, asio::detached);

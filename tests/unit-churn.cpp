@@ -56,7 +56,7 @@ TEST_CASE("churn: 5 rounds of 500 clients leave nothing behind") {
               c->stream().close();
               break;
             case departure::reset: {
-              std::error_code ec;
+              herald::error_code ec;
               c->stream().set_option(asio::socket_base::linger(true, 0), ec);  // close sends RST
               c->stream().close(ec);
               break;

@@ -191,7 +191,7 @@ TEST_CASE("hostile: a handshake sent one byte per 100 ms is dropped at the hands
     asio::co_spawn(io, [&]() -> asio::awaitable<void> {
       asio::steady_timer tick(co_await asio::this_coro::executor);
       while (!closed && written < upgrade_request.size()) {
-        std::error_code ec;
+        herald::error_code ec;
         co_await asio::async_write(rc.socket, asio::buffer(upgrade_request.data() + written, 1),
                                    asio::redirect_error(asio::use_awaitable, ec));
         if (ec) co_return;
@@ -258,7 +258,7 @@ TEST_CASE("hostile: an oversize header block is answered 431") {
       co_await endless.write("GET / HTTP/1.1\r\nHost: x\r\n");
       const std::string line = "X-More: " + std::string(200, 'm') + "\r\n";
       while (!closed && written < 1000 * line.size()) {
-        std::error_code ec;
+        herald::error_code ec;
         co_await asio::async_write(endless.socket, asio::buffer(line), asio::redirect_error(asio::use_awaitable, ec));
         if (ec) co_return;
         written += line.size();
@@ -318,7 +318,7 @@ TEST_CASE("hostile: a fragmented message that never ends is closed with 1009 whe
       const std::string piece(2000, 'f');  // each fragment far below the limit
       bool first = true;
       while (!closed) {
-        std::error_code ec;
+        herald::error_code ec;
         const std::string f = raw_client::frame(first ? opcode::text : opcode::continuation, piece, false);
         co_await asio::async_write(rc.socket, asio::buffer(f), asio::redirect_error(asio::use_awaitable, ec));
         if (ec) co_return;
@@ -387,7 +387,7 @@ TEST_CASE("hostile: a flood of pings from a client that does not read its pongs 
     int pings = 0;
     const auto t0 = clock_type::now();
     while (pings < 20000) {
-      std::error_code ec;
+      herald::error_code ec;
       co_await asio::async_write(rc.socket, asio::buffer(batch), asio::redirect_error(asio::use_awaitable, ec));
       if (ec) break;
       pings += 200;

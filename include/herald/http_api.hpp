@@ -175,7 +175,7 @@ class connection : public std::enable_shared_from_this<connection<Registry>> {
 
   asio::awaitable<void> run() {
     auto self = this->shared_from_this();
-    std::error_code ec;
+    error_code ec;
     socket_.set_option(asio::ip::tcp::no_delay(true), ec);
     if (opts_->limit) {
       if (!opts_->limit->try_acquire()) {
@@ -371,7 +371,7 @@ class connection : public std::enable_shared_from_this<connection<Registry>> {
 
   asio::awaitable<bool> read_more() {
     char chunk[4096];
-    std::error_code ec;
+    error_code ec;
     const std::size_t n = co_await socket_.async_read_some(asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, ec));
     if (ec || closed_) co_return false;
     buf_.append(chunk, n);
@@ -380,7 +380,7 @@ class connection : public std::enable_shared_from_this<connection<Registry>> {
 
   asio::awaitable<bool> write_all(const std::string& bytes) {
     arm(opts_->request_timeout);
-    std::error_code ec;
+    error_code ec;
     co_await asio::async_write(socket_, asio::buffer(bytes), asio::redirect_error(asio::use_awaitable, ec));
     co_return !ec && !closed_;
   }
@@ -390,7 +390,7 @@ class connection : public std::enable_shared_from_this<connection<Registry>> {
   asio::awaitable<void> finish_with(const std::string& bytes) {
     const bool sent = co_await write_all(bytes);
     if (!sent) co_return;
-    std::error_code ec;
+    error_code ec;
     socket_.shutdown(asio::socket_base::shutdown_send, ec);
     arm(std::chrono::seconds(2));
     char sink[4096];
@@ -404,7 +404,7 @@ class connection : public std::enable_shared_from_this<connection<Registry>> {
   void arm(std::chrono::steady_clock::duration d) {
     const auto generation = ++generation_;
     timer_.expires_after(d);
-    timer_.async_wait([weak = this->weak_from_this(), generation](std::error_code ec) {
+    timer_.async_wait([weak = this->weak_from_this(), generation](error_code ec) {
       if (ec) return;
       auto self = weak.lock();
       if (self && self->generation_ == generation) self->close_socket();
@@ -416,7 +416,7 @@ class connection : public std::enable_shared_from_this<connection<Registry>> {
     closed_ = true;
     ++generation_;
     timer_.cancel();
-    std::error_code ec;
+    error_code ec;
     socket_.shutdown(asio::socket_base::shutdown_both, ec);
     socket_.close(ec);
   }

@@ -25,7 +25,7 @@ asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, OnSocket on
   asio::steady_timer pause(acceptor.get_executor());
   std::size_t turn = 0;
   while (acceptor.is_open()) {
-    std::error_code ec;
+    error_code ec;
     const auto& executors = options.executors;
     auto ex = executors.empty() ? acceptor.get_executor() : executors[turn++ % executors.size()];
     asio::ip::tcp::socket socket = co_await acceptor.async_accept(ex, asio::redirect_error(asio::use_awaitable, ec));
@@ -34,7 +34,7 @@ asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, OnSocket on
       continue;
     }
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
-    if (ec == asio::error::no_descriptors || ec == std::errc::too_many_files_open_in_system ||
+    if (ec == asio::error::no_descriptors || detail::is_system_file_table_full(ec) ||
         ec == asio::error::no_buffer_space || ec == asio::error::no_memory) {
       pause.expires_after(options.backoff);
       co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));

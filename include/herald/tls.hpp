@@ -21,7 +21,11 @@
 #pragma once
 #include "detail/asio.hpp"
 
+#if defined(HERALD_USE_BOOST_ASIO)
+#include <boost/asio/ssl.hpp>
+#else
 #include <asio/ssl.hpp>
+#endif
 
 #include <memory>
 #include <string>
@@ -46,11 +50,11 @@ struct tls_context_result {
 // or a key that does not match the certificate, is reported in `error`, not thrown.
 inline tls_context_result make_tls_server_context(const std::string& cert_file, const std::string& key_file) {
   tls_context_result out;
-  std::error_code ec;
+  error_code ec;
   std::shared_ptr<asio::ssl::context> ctx;
   try {
     ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
-  } catch (const std::system_error& e) {  // OpenSSL could not make one (out of memory)
+  } catch (const system_error& e) {  // OpenSSL could not make one (out of memory)
     out.error = std::string("TLS context: ") + e.what();
     return out;
   }

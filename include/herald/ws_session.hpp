@@ -86,7 +86,7 @@ namespace detail {
 // Plain sockets get the fast paths: wait for readiness before borrowing a buffer, and
 // write with a non-blocking send.
 template <class S>
-concept raw_socket = requires(S& s, std::error_code& ec) {
+concept raw_socket = requires(S& s, error_code& ec) {
   s.non_blocking(true, ec);
   s.native_handle();
   S::wait_read;
@@ -126,7 +126,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
         timer_(stream_.get_executor()),
         role_(r) {
     if constexpr (detail::raw_socket<Stream>) {
-      std::error_code ec;
+      error_code ec;
       stream_.non_blocking(true, ec);
       stream_.set_option(asio::ip::tcp::no_delay(true), ec);
     }
@@ -202,7 +202,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
         co_return status_;
       }
       // Read more. (Inline rather than a helper coroutine: one frame less per idle session.)
-      std::error_code ec;
+      error_code ec;
       if constexpr (detail::raw_socket<Stream>) {
         // Wait for readiness first, so an idle session holds no buffer while it waits.
         if (rpos_ == rend_) settle_buffer();
@@ -289,7 +289,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
     arm(phase::handshake, options_->handshake_timeout);
     if constexpr (detail::tls_stream<Stream>) {
       // TLS first, under the same deadline: a client that stalls here costs only its socket.
-      std::error_code ec;
+      error_code ec;
       co_await stream_.async_handshake(Stream::server, asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
         abort(ws::close_code::abnormal, "TLS handshake failed: " + ec.message());
@@ -302,7 +302,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
     for (;;) {
       const std::size_t old = head.size();
       head.resize(old + 1024);
-      std::error_code ec;
+      error_code ec;
       const std::size_t n = co_await stream_.async_read_some(asio::buffer(head.data() + old, 1024),
                                                              asio::redirect_error(asio::use_awaitable, ec));
       head.resize(old + n);
@@ -337,7 +337,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
       }
       holds_limit_slot_ = true;
     }
-    std::error_code ec;
+    error_code ec;
     co_await asio::async_write(stream_, asio::buffer(verdict.response), asio::redirect_error(asio::use_awaitable, ec));
     if (ec || state_ == state::closed) {
       abort(ws::close_code::abnormal, "connection lost during the handshake");
@@ -356,7 +356,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
   asio::awaitable<void> refuse(int http_status, std::string reason, std::string response) {
     status_ = {static_cast<std::uint16_t>(http_status), std::move(reason)};
     if (http_status >= 400) count(metrics::handshakes_refused);
-    std::error_code ec;
+    error_code ec;
     co_await asio::async_write(stream_, asio::buffer(response), asio::redirect_error(asio::use_awaitable, ec));
     if (!ec && state_ != state::closed) {
       arm(phase::closing, options_->close_timeout);
@@ -374,7 +374,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
     for (auto& b : nonce) b = static_cast<std::uint8_t>(random32());
     std::string key;
     const std::string request = ws::client_request(host, target, nonce, key);
-    std::error_code ec;
+    error_code ec;
     co_await asio::async_write(stream_, asio::buffer(request), asio::redirect_error(asio::use_awaitable, ec));
     std::string head;
     long head_size = 0;
@@ -414,7 +414,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
   // ---- reading ----
 
   // After readiness: takes what the socket has without blocking.
-  void read_available(std::error_code& ec) {
+  void read_available(error_code& ec) {
     make_room();
     const std::size_t n = stream_.read_some(asio::buffer(rbuf_.data() + rend_, rbuf_.capacity() - rend_), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
@@ -430,7 +430,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
     if (parser_.failed()) rpos_ = rend_;  // draining after a protocol error
   }
 
-  void on_read_error(const std::error_code& ec) {
+  void on_read_error(const error_code& ec) {
     if (state_ == state::closed) return;  // we closed it; status_ says why
     if (close_sent_ && ec == asio::error::eof) {
       shutdown_and_close();  // the peer closed TCP after our close frame: a normal end
@@ -514,7 +514,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
     }
     ++timer_generation_;
     timer_.cancel();
-    std::error_code ec;
+    error_code ec;
     auto& sock = detail::lowest_layer(stream_);
     sock.shutdown(asio::socket_base::shutdown_both, ec);
     sock.close(ec);
@@ -609,7 +609,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
           const std::size_t skip = i == queue_head_ ? write_offset_ : 0;
           bufs[count++] = asio::const_buffer(f.data() + skip, f.size() - skip);
         }
-        std::error_code ec;
+        error_code ec;
         const std::size_t n = stream_.write_some(std::span(bufs.data(), count), ec);
         if (ec == asio::error::would_block || ec == asio::error::try_again) break;
         if (ec) {
@@ -623,7 +623,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
         return;
       }
       writing_ = true;
-      stream_.async_wait(Stream::wait_write, [self = this->shared_from_this()](std::error_code ec) {
+      stream_.async_wait(Stream::wait_write, [self = this->shared_from_this()](error_code ec) {
         self->writing_ = false;
         if (self->state_ == state::closed) return;
         if (ec) return self->abort(ws::close_code::abnormal, "connection lost: " + ec.message());
@@ -637,7 +637,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
       auto f = queue_[queue_head_].frame();
       writing_ = true;
       stream_.async_write_some(asio::const_buffer(f.data() + write_offset_, f.size() - write_offset_),
-                               [self = this->shared_from_this()](std::error_code ec, std::size_t n) {
+                               [self = this->shared_from_this()](error_code ec, std::size_t n) {
                                  self->writing_ = false;
                                  if (self->state_ == state::closed) return;
                                  if (ec) return self->abort(ws::close_code::abnormal, "connection lost: " + ec.message());
@@ -679,7 +679,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
     // After a protocol error our close frame is the last word: half-close so the peer sees
     // it and hangs up; read() drains until then (or the close timeout).
     if (close_sent_ && parser_.failed()) {
-      std::error_code ec;
+      error_code ec;
       detail::lowest_layer(stream_).shutdown(asio::socket_base::shutdown_send, ec);
     }
   }
@@ -695,7 +695,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
     phase_ = p;
     const auto generation = ++timer_generation_;
     timer_.expires_after(d);
-    timer_.async_wait([weak = this->weak_from_this(), generation](std::error_code ec) {
+    timer_.async_wait([weak = this->weak_from_this(), generation](error_code ec) {
       if (ec) return;
       if (auto self = weak.lock()) self->on_timer(generation);
     });

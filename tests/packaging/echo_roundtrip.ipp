@@ -74,7 +74,7 @@ asio::awaitable<std::string> client(asio::ip::tcp::endpoint server) {
   co_await asio::async_write(s, asio::buffer(client_frame(0x8, std::string("\x03\xe8", 2))), asio::use_awaitable);
   const std::string close = co_await read_exactly(s, pending, 4);
   if (close != std::string("\x88\x02\x03\xe8", 4)) co_return "close: expected 1000 back";
-  std::error_code ec;
+  herald::error_code ec;
   std::array<char, 16> rest;
   co_await s.async_read_some(asio::buffer(rest), asio::redirect_error(asio::use_awaitable, ec));
   if (ec != asio::error::eof && ec != asio::error::connection_reset) co_return "close: the server kept the connection";
@@ -96,7 +96,7 @@ int run() {
   asio::co_spawn(io, herald::accept_loop(acceptor, spawn_echo{&io, options}), asio::detached);
   std::string failure = "the client did not finish within 10 s";
   asio::steady_timer watchdog(io, std::chrono::seconds(10));
-  watchdog.async_wait([&](std::error_code ec) {
+  watchdog.async_wait([&](herald::error_code ec) {
     if (!ec) io.stop();
   });
   asio::co_spawn(io, client(acceptor.local_endpoint()), [&](std::exception_ptr e, std::string result) {

@@ -1,11 +1,45 @@
-// The one place herald includes Asio.
+// The one place herald includes Asio: standalone Asio by default, Boost.Asio when
+// HERALD_USE_BOOST_ASIO is defined (the CMake option of the same name defines it).
+//
+// herald's code and its examples spell Asio as `asio::` and error codes as herald::error_code, so
+// one source serves both modes:
+//   standalone: herald::asio is ::asio, herald::error_code is std::error_code;
+//   Boost:      herald::asio is boost::asio, herald::error_code is boost::system::error_code, and a
+//               global `namespace asio = boost::asio;` alias lets application code written for
+//               standalone Asio compile unchanged (define HERALD_NO_GLOBAL_ASIO_ALIAS to opt out).
 #pragma once
+#include <cerrno>
+#include <system_error>
+
+#if defined(HERALD_USE_BOOST_ASIO)
+#if defined(__clang__) && defined(__cpp_impl_coroutine) && !defined(BOOST_ASIO_HAS_CO_AWAIT)
+// clang 14 has C++20 coroutines, but Asio does not detect them by itself.
+#define BOOST_ASIO_HAS_CO_AWAIT 1
+#define BOOST_ASIO_HAS_STD_COROUTINE 1
+#endif
+#include <utility>  // Boost 1.74's awaitable.hpp uses std::exchange without including it
+#include <boost/asio.hpp>
+#include <boost/system/system_error.hpp>
+#if !defined(HERALD_NO_GLOBAL_ASIO_ALIAS)
+namespace asio = boost::asio;
+#endif
+namespace herald {
+namespace asio = boost::asio;
+using error_code = boost::system::error_code;
+using system_error = boost::system::system_error;
+}  // namespace herald
+#else
 #if defined(__clang__) && defined(__cpp_impl_coroutine) && !defined(ASIO_HAS_CO_AWAIT)
-// clang 14 has C++20 coroutines, but Asio 1.22 does not detect them by itself.
 #define ASIO_HAS_CO_AWAIT 1
 #define ASIO_HAS_STD_COROUTINE 1
 #endif
 #include <asio.hpp>
+namespace herald {
+namespace asio = ::asio;
+using error_code = std::error_code;
+using system_error = std::system_error;
+}  // namespace herald
+#endif
 
 namespace herald::detail {
 
@@ -20,6 +54,11 @@ bool running_in(const Executor& ex) noexcept {
     if (auto* sa = ex.template target<asio::strand<asio::any_io_executor>>()) return sa->running_in_this_thread();
     return false;
   }
+}
+
+// ENFILE as an error code of either mode (Asio names EMFILE, not ENFILE).
+inline bool is_system_file_table_full(const error_code& ec) noexcept {
+  return ec.value() == ENFILE && ec.category() == asio::error::get_system_category();
 }
 
 }  // namespace herald::detail

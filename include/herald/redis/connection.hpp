@@ -89,11 +89,11 @@ class connection : public std::enable_shared_from_this<connection> {
 
   // Resolves `host` (an IP address is used as is) and connects within `timeout`. An empty
   // error code means connected.
-  asio::awaitable<std::error_code> connect(const std::string& host, unsigned short port, clock::duration timeout) {
+  asio::awaitable<error_code> connect(const std::string& host, unsigned short port, clock::duration timeout) {
     auto self = shared_from_this();
-    std::error_code ec;
+    error_code ec;
     if (!reader_) {
-      ec = std::make_error_code(std::errc::not_enough_memory);
+      ec = asio::error::no_memory;
       co_return ec;
     }
     arm_deadline(timeout);
@@ -144,7 +144,7 @@ class connection : public std::enable_shared_from_this<connection> {
       }
       if (r) co_return reply_ptr(static_cast<redisReply*>(r));
       if (closed_ || !connected_) co_return reply_ptr{};
-      std::error_code ec;
+      error_code ec;
       const std::size_t n = co_await socket_.async_read_some(asio::buffer(rbuf_), asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
         if (!closed_) close(ec == asio::error::eof ? std::string("connection closed by Redis") : "connection lost: " + ec.message());
@@ -172,7 +172,7 @@ class connection : public std::enable_shared_from_this<connection> {
     closed_ = true;
     connected_ = false;
     error_ = std::move(why);
-    std::error_code ec;
+    error_code ec;
     resolver_.cancel();
     socket_.shutdown(asio::socket_base::shutdown_both, ec);
     socket_.close(ec);
@@ -193,7 +193,7 @@ class connection : public std::enable_shared_from_this<connection> {
     writing_ = true;
     wbuf_.swap(out_);
     out_.clear();
-    asio::async_write(socket_, asio::buffer(wbuf_), [self = shared_from_this()](std::error_code ec, std::size_t) {
+    asio::async_write(socket_, asio::buffer(wbuf_), [self = shared_from_this()](error_code ec, std::size_t) {
       self->writing_ = false;
       self->wbuf_.clear();
       if (self->closed_) return;
@@ -204,7 +204,7 @@ class connection : public std::enable_shared_from_this<connection> {
 
   void arm_deadline(clock::duration d) {
     deadline_.expires_after(d);
-    deadline_.async_wait([weak = weak_from_this()](std::error_code ec) {
+    deadline_.async_wait([weak = weak_from_this()](error_code ec) {
       if (ec) return;
       if (auto self = weak.lock()) {
         self->timed_out_ = true;
@@ -216,7 +216,7 @@ class connection : public std::enable_shared_from_this<connection> {
   void schedule_keepalive() {
     if (closed_ || interval_ <= clock::duration::zero()) return;
     keepalive_.expires_after(interval_);
-    keepalive_.async_wait([weak = weak_from_this()](std::error_code ec) {
+    keepalive_.async_wait([weak = weak_from_this()](error_code ec) {
       if (ec) return;
       auto self = weak.lock();
       if (!self || self->closed_) return;

@@ -161,7 +161,7 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
     asio::awaitable<void> wait(clock::duration limit) {
       if (done) co_return;
       timer.expires_after(limit);
-      std::error_code ec;
+      error_code ec;
       co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       done = true;
     }
@@ -212,7 +212,7 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
   // attempts that failed in a row (the first and every tenth are logged).
   asio::awaitable<bool> open(connection& c, const char* role, std::uint64_t* failures) {
     auto self = shared_from_this();
-    const std::error_code ec = co_await c.connect(opts_.host, opts_.port, opts_.connect_timeout);
+    const error_code ec = co_await c.connect(opts_.host, opts_.port, opts_.connect_timeout);
     std::string failure;
     if (ec) failure = ec.message();
     if (failure.empty() && !opts_.password.empty()) {
@@ -238,7 +238,7 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
 
   asio::awaitable<void> pause(asio::steady_timer& t, clock::duration d) {
     t.expires_after(d);
-    std::error_code ec;
+    error_code ec;
     co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
 
