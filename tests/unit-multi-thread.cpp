@@ -211,3 +211,74 @@ TEST_CASE("multi_thread: racing duplicate logins are decided once per uid") {
     });
   }
 }
+
+// Sessions need not have a thread of their own: one io_context run by two threads, a strand per
+// session. Writes are then not corked (the round may end on the other thread); every echo and
+// every push from a third thread must still arrive exactly once, in order.
+TEST_CASE("sessions on strands of one io_context run by two threads") {
+  asio::io_context server_io(2);
+  auto guard = asio::make_work_guard(server_io);
+  tcp::acceptor acceptor(server_io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  std::mutex mutex;
+  std::vector<session_ptr> server_sessions;
+  std::atomic<int> ended{0};
+  auto echo = [&](tcp::socket s) -> asio::awaitable<void> {
+    auto ws = co_await herald::accept_websocket(std::move(s));
+    if (!ws) co_return;
+    {
+      std::lock_guard lock(mutex);
+      server_sessions.push_back(ws);
+    }
+    while (auto msg = co_await ws->read()) ws->send(msg->text());
+    ++ended;
+  };
+  asio::co_spawn(server_io, [&]() -> asio::awaitable<void> {
+    for (;;) {
+      herald::error_code ec;
+      auto s = co_await acceptor.async_accept(asio::make_strand(server_io), asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) co_return;
+      auto ex = s.get_executor();
+      asio::co_spawn(ex, echo(std::move(s)), asio::detached);
+    }
+  }, asio::detached);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 2; ++i) threads.emplace_back([&] { server_io.run(); });
+
+  constexpr int clients_n = 16, per_client = 200;
+  asio::io_context client_io;
+  run(client_io, [&]() -> asio::awaitable<void> {
+    std::vector<session_ptr> clients;
+    for (int i = 0; i < clients_n; ++i) clients.push_back(co_await connect_client(acceptor.local_endpoint().port()));
+    REQUIRE(co_await eventually([&] {
+      std::lock_guard lock(mutex);
+      return server_sessions.size() == clients_n;
+    }));
+    for (int k = 0; k < per_client; ++k)
+      for (int i = 0; i < clients_n; ++i) clients[i]->send("c" + std::to_string(i) + " #" + std::to_string(k));
+    {
+      std::lock_guard lock(mutex);  // sends from this thread, which runs none of the strands
+      for (auto& s : server_sessions) CHECK(s->send("push") == herald::send_result::posted);
+    }
+    for (int i = 0; i < clients_n; ++i) {
+      int next = 0, pushes = 0;
+      while (next < per_client || pushes == 0) {
+        const std::string m = co_await next_text(*clients[i]);
+        if (m == "push") ++pushes;
+        else CHECK(m == "c" + std::to_string(i) + " #" + std::to_string(next++));
+        if (next > per_client || pushes > 1) break;
+      }
+      CHECK(next == per_client);
+      CHECK(pushes == 1);
+    }
+    for (auto& c : clients) c->close(herald::ws::close_code::normal, "bye");
+    for (auto& c : clients)
+      while (co_await c->read()) {
+      }
+    CHECK(co_await eventually([&] { return ended == clients_n; }));
+  });
+  asio::post(server_io, [&] { acceptor.close(); });
+  guard.reset();
+  for (auto& t : threads) t.join();
+  std::lock_guard lock(mutex);
+  CHECK(server_sessions.size() == clients_n);
+}

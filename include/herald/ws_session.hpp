@@ -16,6 +16,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <optional>
 #include <system_error>
 #include <type_traits>
 #include <utility>
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "detail/asio.hpp"
+#include "detail/deadline_wheel.hpp"
 #include "detail/read_buffer.hpp"
 #include "message.hpp"
 #include "options.hpp"
@@ -112,7 +114,9 @@ struct no_user_data {};
 // `UserData` is the application's own state carried by each session (like uWebSockets'
 // ws<UserData>): typed, default-constructed, reached with data().
 template <class Stream = asio::ip::tcp::socket, class UserData = no_user_data>
-class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserData>> {
+class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserData>>, private detail::deadline_hook {
+  friend class detail::deadline_wheel<ws_session>;
+
  public:
   using stream_type = Stream;
   using user_data_type = UserData;
@@ -123,7 +127,6 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
       : stream_(std::move(stream)),
         options_(std::move(options)),
         parser_(r, ws::parser_limits{options_->max_message_size}),
-        timer_(stream_.get_executor()),
         role_(r) {
     if constexpr (detail::raw_socket<Stream>) {
       error_code ec;
@@ -134,6 +137,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
   ws_session(const ws_session&) = delete;
   ws_session& operator=(const ws_session&) = delete;
   ~ws_session() {
+    if (wheel_) wheel_->cancel(*this);
     if (holds_limit_slot_) options_->limit->release();
   }
 
@@ -162,50 +166,17 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
   // The next whole message, or, once the session has ended, an empty result with the reason.
   // Pings are answered and the closing handshake is completed while reading. One reader at a time.
   asio::awaitable<read_result> read() {
+    // Parsing lives in take_buffered(), a plain function: a coroutine frame keeps every local
+    // that its body declares, and this frame lives as long as the session idles.
     auto self = this->shared_from_this();
+    std::optional<incoming> in;
     for (;;) {
-      while (rpos_ < rend_) {
-        auto r = parser_.next(rbuf_.data() + rpos_, rend_ - rpos_);
-        rpos_ += static_cast<std::uint32_t>(r.consumed);
-        const auto& ev = r.ev;
-        if (ev.kind == ws::event_kind::need_more) break;
-        switch (ev.kind) {
-          case ws::event_kind::message:
-            if (close_sent_) continue;  // after our close frame, data is discarded (section 5.5.1)
-            ++stats_.messages_in;
-            count(metrics::messages_in);
-            {
-              incoming in{std::string(ev.payload), ev.op == ws::opcode::binary};
-              settle_buffer();
-              co_return in;
-            }
-          case ws::event_kind::ping:
-            // A pong counts against send_queue_limit like any frame: a peer that floods pings
-            // without reading the pongs meets on_overflow instead of growing the queue.
-            if (!close_sent_) send_here(message::pong(ev.payload));
-            continue;
-          case ws::event_kind::pong:
-            continue;
-          case ws::event_kind::close:
-            on_peer_close(ev.code, ev.reason);
-            continue;
-          case ws::event_kind::error:
-            fail(ev.code, std::string(ev.reason));
-            rpos_ = rend_;  // the rest of the stream cannot be trusted
-            continue;
-          default:
-            continue;
-        }
-      }
-      if (state_ == state::closed) {
-        settle_buffer();
-        co_return status_;
-      }
+      if (take_buffered(in)) co_return std::move(*in);
+      if (state_ == state::closed) co_return status_;
       // Read more. (Inline rather than a helper coroutine: one frame less per idle session.)
       error_code ec;
       if constexpr (detail::raw_socket<Stream>) {
         // Wait for readiness first, so an idle session holds no buffer while it waits.
-        if (rpos_ == rend_) settle_buffer();
         co_await stream_.async_wait(Stream::wait_read, asio::redirect_error(asio::use_awaitable, ec));
         if (!ec) read_available(ec);
       } else {
@@ -413,6 +384,44 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
 
   // ---- reading ----
 
+  // Parses what is buffered: true with `out` set when a whole message is ready; answers pings
+  // and close frames on the way. The buffer goes back to the pool once it is all parsed.
+  bool take_buffered(std::optional<incoming>& out) {
+    while (rpos_ < rend_) {
+      auto r = parser_.next(rbuf_.data() + rpos_, rend_ - rpos_);
+      rpos_ += static_cast<std::uint32_t>(r.consumed);
+      const auto& ev = r.ev;
+      if (ev.kind == ws::event_kind::need_more) break;
+      switch (ev.kind) {
+        case ws::event_kind::message:
+          if (close_sent_) continue;  // after our close frame, data is discarded (section 5.5.1)
+          ++stats_.messages_in;
+          count(metrics::messages_in);
+          out.emplace(incoming{std::string(ev.payload), ev.op == ws::opcode::binary});
+          settle_buffer();
+          return true;
+        case ws::event_kind::ping:
+          // A pong counts against send_queue_limit like any frame: a peer that floods pings
+          // without reading the pongs meets on_overflow instead of growing the queue.
+          if (!close_sent_) send_here(message::pong(ev.payload));
+          continue;
+        case ws::event_kind::pong:
+          continue;
+        case ws::event_kind::close:
+          on_peer_close(ev.code, ev.reason);
+          continue;
+        case ws::event_kind::error:
+          fail(ev.code, std::string(ev.reason));
+          rpos_ = rend_;  // the rest of the stream cannot be trusted
+          continue;
+        default:
+          continue;
+      }
+    }
+    settle_buffer();
+    return false;
+  }
+
   // After readiness: takes what the socket has without blocking.
   void read_available(error_code& ec) {
     make_room();
@@ -513,7 +522,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
       options_->limit->release();
     }
     ++timer_generation_;
-    timer_.cancel();
+    if (wheel_) wheel_->cancel(*this);
     error_code ec;
     auto& sock = detail::lowest_layer(stream_);
     sock.shutdown(asio::socket_base::shutdown_both, ec);
@@ -534,7 +543,10 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
     queued_bytes_ += m.frame_size();
     count(metrics::queued_bytes, static_cast<std::int64_t>(m.frame_size()));
     queue_.push_back(std::move(m));
-    if (!writing_ && !corked_) cork();
+    if (writing_ || corked_) return;
+    // On a strand the round may end on another thread than the one that corked: write now.
+    if (detail::is_strand(stream_.get_executor())) flush();
+    else cork();
   }
 
   // Writes wait for the end of the current round of handlers on this thread (uWebSockets
@@ -693,15 +705,12 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
   void arm(phase p, clock::duration d) {
     if (state_ == state::closed) return;
     phase_ = p;
-    const auto generation = ++timer_generation_;
-    timer_.expires_after(d);
-    timer_.async_wait([weak = this->weak_from_this(), generation](error_code ec) {
-      if (ec) return;
-      if (auto self = weak.lock()) self->on_timer(generation);
-    });
+    if (!wheel_) wheel_ = &detail::deadline_wheel<ws_session>::of(stream_.get_executor());
+    wheel_->schedule(*this, d, ++timer_generation_, stream_.get_executor());
   }
 
-  void on_timer(std::uint32_t generation) {
+  // Called by the wheel on this session's executor.
+  void on_deadline(std::uint32_t generation) {
     if (generation != timer_generation_ || state_ == state::closed) return;
     switch (phase_) {
       case phase::handshake:
@@ -741,7 +750,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
   Stream stream_;
   std::shared_ptr<const session_options> options_;
   ws::parser parser_;
-  asio::steady_timer timer_;
+  detail::deadline_wheel<ws_session>* wheel_ = nullptr;  // this context's, from the first arm()
   detail::read_buffer rbuf_;
   std::uint32_t rpos_ = 0, rend_ = 0;
   std::vector<message> queue_;

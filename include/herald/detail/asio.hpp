@@ -56,6 +56,20 @@ bool running_in(const Executor& ex) noexcept {
   }
 }
 
+// True for a strand, or a polymorphic executor holding one: its handlers may run on any of the
+// context's threads, so nothing may be left in a thread_local for "the end of this round".
+template <class Executor>
+bool is_strand(const Executor& ex) noexcept {
+  if constexpr (requires { ex.get_inner_executor(); }) {
+    return true;
+  } else if constexpr (requires { ex.template target<asio::strand<asio::any_io_executor>>(); }) {
+    return ex.template target<asio::strand<asio::io_context::executor_type>>() != nullptr ||
+           ex.template target<asio::strand<asio::any_io_executor>>() != nullptr;
+  } else {
+    return false;
+  }
+}
+
 // ENFILE as an error code of either mode (Asio names EMFILE, not ENFILE).
 inline bool is_system_file_table_full(const error_code& ec) noexcept {
   return ec.value() == ENFILE && ec.category() == asio::error::get_system_category();
