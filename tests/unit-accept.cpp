@@ -35,20 +35,13 @@ enum child_status : int {
   child_setup_failed = 10,
   child_not_full = 11,         // /dev/null never ran out: RLIMIT_NOFILE not applied
   child_accepted_while_full = 12,
-  child_spun = 13,             // CPU time over the budget while out of descriptors
+  child_spun = 13,             // more failed accepts than the backoff allows while out of descriptors
   child_not_served = 14,       // the pending connection was not served once descriptors were free
   child_exception = 15,
 };
 
-constexpr double cpu_budget_seconds = 0.2;  // for a 1 s window; a spinning loop burns ~1 s
 constexpr auto full_window = std::chrono::seconds(1);
-
-double cpu_seconds() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  auto sec = [](const timeval& t) { return double(t.tv_sec) + double(t.tv_usec) / 1e6; };
-  return sec(ru.ru_utime) + sec(ru.ru_stime);
-}
+constexpr auto backoff = std::chrono::milliseconds(100);
 
 bool write_all(int fd, const void* p, std::size_t n) {
   const char* c = static_cast<const char*>(p);
@@ -94,7 +87,8 @@ std::string read_until(int fd, std::string_view stop, int timeout_ms) {
 }
 
 struct child_report {
-  double cpu_while_full = 0;
+  long failed_accepts = 0;  // while out of descriptors
+  long allowed = 0;         // what the backoff permits in the time that passed
   int fds_filled = 0;
 };
 
@@ -114,7 +108,13 @@ int emfile_child(int to_parent, int from_parent) {
     bool served = false, ended = false;
     auto options = std::make_shared<const herald::session_options>();
     herald::accept_loop_options loop_options;
-    loop_options.backoff = std::chrono::milliseconds(100);
+    loop_options.backoff = backoff;
+    long failed_accepts = 0;
+    bool only_emfile = true;
+    loop_options.on_error = [&](const herald::error_code& ec) {
+      ++failed_accepts;
+      if (ec != asio::error::no_descriptors) only_emfile = false;
+    };
     asio::co_spawn(io, herald::accept_loop(acceptor, [&](tcp::socket s) {
                      ++accepted;
                      asio::co_spawn(io, [&, s = std::move(s)]() mutable -> asio::awaitable<void> {
@@ -170,14 +170,17 @@ int emfile_child(int to_parent, int from_parent) {
     char go = 0;
     if (!read_exact(from_parent, &go, 1, 10000)) return child_setup_failed;
 
-    // One second out of descriptors with a connection pending: the loop must sleep, not spin.
-    const double before = cpu_seconds();
+    // Out of descriptors with a connection pending: the loop must wait `backoff` between
+    // attempts, not spin. Each retry follows a full backoff, so in any stretch of time T there
+    // are at most 1 + T / backoff attempts, however slow or loaded the machine is.
+    const auto start = std::chrono::steady_clock::now();
     io.run_for(full_window);
-    const double cpu = cpu_seconds() - before;
-    child_report report{cpu, static_cast<int>(fillers.size())};
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    child_report report{failed_accepts, 1 + static_cast<long>(elapsed / backoff), static_cast<int>(fillers.size())};
     write_all(to_parent, &report, sizeof report);
     if (accepted != 0) return child_accepted_while_full;
-    if (cpu > cpu_budget_seconds) return child_spun;
+    if (failed_accepts == 0 || !only_emfile) return child_setup_failed;
+    if (failed_accepts > report.allowed) return child_spun;
 
     // Descriptors back: the waiting connection is accepted and served.
     for (int fd : fillers) ::close(fd);
@@ -196,7 +199,7 @@ const char* describe(int status) {
     case child_setup_failed: return "setup failed";
     case child_not_full: return "descriptor table never filled";
     case child_accepted_while_full: return "accepted while out of descriptors";
-    case child_spun: return "accept loop spun (CPU over budget while out of descriptors)";
+    case child_spun: return "accept loop spun (retried faster than its backoff while out of descriptors)";
     case child_not_served: return "pending connection not served after descriptors were freed";
     case child_exception: return "exception";
     default: return "unexpected status";
@@ -272,8 +275,8 @@ TEST_CASE("accept loop out of file descriptors backs off, then serves the waitin
   REQUIRE(WIFEXITED(wstatus));
   const int status = WEXITSTATUS(wstatus);
   REQUIRE(got_report);
-  MESSAGE("child filled " << report.fds_filled << " descriptors; CPU while out of them for 1 s: " << report.cpu_while_full
-                          << " s (budget " << cpu_budget_seconds << " s)");
+  MESSAGE("child filled " << report.fds_filled << " descriptors; failed accepts while out of them: "
+                          << report.failed_accepts << " (the backoff allows " << report.allowed << ")");
   CHECK_MESSAGE(status == child_ok, "child: " << std::string(describe(status)));
   CHECK(report.fds_filled > 0);
   CHECK_MESSAGE(response.rfind("HTTP/1.1 101", 0) == 0, response);

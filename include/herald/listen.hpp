@@ -1,6 +1,7 @@
 // An accept loop that survives running out of file descriptors.
 #pragma once
 #include <chrono>
+#include <functional>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -16,6 +17,8 @@ struct accept_loop_options {
   // Executors to place accepted sockets on, in turn (one per thread for multi_thread);
   // empty: the acceptor's own.
   std::vector<asio::any_io_executor> executors;
+  // Told of every failed accept before the loop goes on (to log it or count it); optional.
+  std::function<void(const error_code&)> on_error;
 };
 
 // Accepts until the acceptor is closed, handing every connection to `on_socket` (which
@@ -34,6 +37,7 @@ asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, OnSocket on
       continue;
     }
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+    if (options.on_error) options.on_error(ec);
     if (ec == asio::error::no_descriptors || detail::is_system_file_table_full(ec) ||
         ec == asio::error::no_buffer_space || ec == asio::error::no_memory) {
       pause.expires_after(options.backoff);
