@@ -421,6 +421,27 @@ TEST_CASE("handshake: parse_server_response refuses wrong answers") {
     CHECK(herald::ws::parse_server_response(r, key, 4096, why) == -1);
     CHECK(contains(why, "200"));
   }
+  SUBCASE("a status that only starts with 101, a header line without a colon") {
+    std::string r = rfc_response;
+    r.replace(0, 12, "HTTP/1.1 1010");
+    CHECK(herald::ws::parse_server_response(r, key, 4096, why) == -1);
+    CHECK(contains(why, "1010"));
+    why.clear();
+    r = rfc_response;
+    r.insert(r.find("\r\n") + 2, "no colon here\r\n");
+    CHECK(herald::ws::parse_server_response(r, key, 4096, why) == -1);
+    CHECK(contains(why, "malformed"));
+  }
+  SUBCASE("an extension or subprotocol the client did not ask for") {
+    for (std::string_view extra : {"Sec-WebSocket-Extensions: permessage-deflate", "Sec-WebSocket-Protocol: chat"}) {
+      CAPTURE(extra);
+      std::string r = rfc_response;
+      r.insert(r.find("\r\n") + 2, std::string(extra) + "\r\n");
+      why.clear();
+      CHECK(herald::ws::parse_server_response(r, key, 4096, why) == -1);
+      CHECK(contains(why, "not requested"));
+    }
+  }
   SUBCASE("a head too large") {
     const std::string partial = "HTTP/1.1 101 Switching Protocols\r\nX-Pad: " + std::string(200, 'x');
     CHECK(herald::ws::parse_server_response(partial, key, 4096, why) == 0);

@@ -82,7 +82,8 @@ inline long parse_server_response(std::string_view data, std::string_view key, s
   std::string_view head = data.substr(0, end + 2);
   const auto eol = head.find("\r\n");
   const std::string_view status_line = head.substr(0, eol);
-  if (status_line.substr(0, 12) != "HTTP/1.1 101") {
+  // "HTTP/1.1 101" then a space and a reason (or nothing): not "HTTP/1.1 1010".
+  if (status_line.substr(0, 12) != "HTTP/1.1 101" || (status_line.size() > 12 && status_line[12] != ' ')) {
     why = "server refused the upgrade: " + std::string(status_line);
     return -1;
   }
@@ -94,12 +95,20 @@ inline long parse_server_response(std::string_view data, std::string_view key, s
     const std::string_view line = head.substr(0, e);
     head.remove_prefix(e + 2);
     const auto colon = line.find(':');
-    if (colon == std::string_view::npos) continue;
+    if (colon == std::string_view::npos || colon == 0) {
+      why = "malformed header line in the upgrade response";
+      return -1;
+    }
     const auto name = line.substr(0, colon);
     const auto value = http::trim(line.substr(colon + 1));
     if (http::iequals(name, "Upgrade")) upgrade = http::iequals(value, "websocket");
     else if (http::iequals(name, "Connection")) connection = http::has_token(value, "Upgrade");
     else if (http::iequals(name, "Sec-WebSocket-Accept")) accept = value == expected;
+    else if ((http::iequals(name, "Sec-WebSocket-Extensions") || http::iequals(name, "Sec-WebSocket-Protocol")) && !value.empty()) {
+      // We ask for neither; a server that picks one anyway must be refused (RFC 6455 4.1).
+      why = "server chose " + std::string(name) + " that was not requested";
+      return -1;
+    }
   }
   if (!upgrade || !connection || !accept) {
     why = "invalid upgrade response";
