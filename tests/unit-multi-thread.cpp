@@ -212,9 +212,35 @@ TEST_CASE("multi_thread: racing duplicate logins are decided once per uid") {
   }
 }
 
+TEST_CASE("running_in and is_strand tell a strand from the context under it") {
+  asio::io_context io;
+  const asio::any_io_executor plain = io.get_executor();
+  const asio::any_io_executor strand = asio::make_strand(io);
+  CHECK_FALSE(herald::detail::is_strand(plain));
+  CHECK_FALSE(herald::detail::is_strand(io.get_executor()));
+  CHECK(herald::detail::is_strand(strand));
+  CHECK(herald::detail::is_strand(asio::make_strand(io)));
+  CHECK_FALSE(herald::detail::running_in(plain));
+  CHECK_FALSE(herald::detail::running_in(strand));
+  int ran = 0;
+  asio::post(io, [&] {
+    CHECK(herald::detail::running_in(plain));
+    CHECK_FALSE(herald::detail::running_in(strand));  // the context's thread, but not in the strand
+    ++ran;
+  });
+  asio::post(strand, [&] {
+    CHECK(herald::detail::running_in(plain));
+    CHECK(herald::detail::running_in(strand));
+    ++ran;
+  });
+  io.run();
+  CHECK(ran == 2);
+}
+
 // Sessions need not have a thread of their own: one io_context run by two threads, a strand per
-// session. Writes are then not corked (the round may end on the other thread); every echo and
-// every push from a third thread must still arrive exactly once, in order.
+// session. Writes are then not corked (the round may end on the other thread), and a send
+// from another session's strand is posted, not run inline. Every echo, every relay between
+// sessions and every push from a third thread must arrive exactly once, in order.
 TEST_CASE("sessions on strands of one io_context run by two threads") {
   asio::io_context server_io(2);
   auto guard = asio::make_work_guard(server_io);
@@ -225,11 +251,22 @@ TEST_CASE("sessions on strands of one io_context run by two threads") {
   auto echo = [&](tcp::socket s) -> asio::awaitable<void> {
     auto ws = co_await herald::accept_websocket(std::move(s));
     if (!ws) co_return;
+    std::size_t me = 0;
     {
       std::lock_guard lock(mutex);
+      me = server_sessions.size();
       server_sessions.push_back(ws);
     }
-    while (auto msg = co_await ws->read()) ws->send(msg->text());
+    while (auto msg = co_await ws->read()) {
+      ws->send(msg->text());
+      session_ptr next;
+      {
+        std::lock_guard lock(mutex);
+        next = server_sessions[(me + 1) % server_sessions.size()];
+      }
+      // From this strand to the next session's: posted there (a race under TSan if not).
+      next->send("r:" + msg->data);
+    }
     ++ended;
   };
   asio::co_spawn(server_io, [&]() -> asio::awaitable<void> {
@@ -248,11 +285,14 @@ TEST_CASE("sessions on strands of one io_context run by two threads") {
   asio::io_context client_io;
   run(client_io, [&]() -> asio::awaitable<void> {
     std::vector<session_ptr> clients;
-    for (int i = 0; i < clients_n; ++i) clients.push_back(co_await connect_client(acceptor.local_endpoint().port()));
-    REQUIRE(co_await eventually([&] {
-      std::lock_guard lock(mutex);
-      return server_sessions.size() == clients_n;
-    }));
+    for (int i = 0; i < clients_n; ++i) {
+      clients.push_back(co_await connect_client(acceptor.local_endpoint().port()));
+      // One at a time, so that server session i is client i's and relays go to client i+1.
+      REQUIRE(co_await eventually([&] {
+        std::lock_guard lock(mutex);
+        return server_sessions.size() == clients.size();
+      }));
+    }
     for (int k = 0; k < per_client; ++k)
       for (int i = 0; i < clients_n; ++i) clients[i]->send("c" + std::to_string(i) + " #" + std::to_string(k));
     {
@@ -260,14 +300,16 @@ TEST_CASE("sessions on strands of one io_context run by two threads") {
       for (auto& s : server_sessions) CHECK(s->send("push") == herald::send_result::posted);
     }
     for (int i = 0; i < clients_n; ++i) {
-      int next = 0, pushes = 0;
-      while (next < per_client || pushes == 0) {
+      const int from = (i + clients_n - 1) % clients_n;
+      int echoes = 0, relays = 0, pushes = 0;
+      while (echoes + relays + pushes < 2 * per_client + 1) {
         const std::string m = co_await next_text(*clients[i]);
         if (m == "push") ++pushes;
-        else CHECK(m == "c" + std::to_string(i) + " #" + std::to_string(next++));
-        if (next > per_client || pushes > 1) break;
+        else if (m.rfind("r:", 0) == 0) CHECK(m == "r:c" + std::to_string(from) + " #" + std::to_string(relays++));
+        else CHECK(m == "c" + std::to_string(i) + " #" + std::to_string(echoes++));
       }
-      CHECK(next == per_client);
+      CHECK(echoes == per_client);
+      CHECK(relays == per_client);
       CHECK(pushes == 1);
     }
     for (auto& c : clients) c->close(herald::ws::close_code::normal, "bye");

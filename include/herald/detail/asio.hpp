@@ -10,6 +10,8 @@
 #pragma once
 #include <cerrno>
 #include <system_error>
+#include <type_traits>
+#include <typeinfo>
 
 #if defined(HERALD_USE_BOOST_ASIO)
 #if defined(__clang__) && defined(__cpp_impl_coroutine) && !defined(BOOST_ASIO_HAS_CO_AWAIT)
@@ -43,31 +45,43 @@ using system_error = std::system_error;
 
 namespace herald::detail {
 
+// The executor a polymorphic executor wraps, if it is a `Target`; else nullptr. (Asio's
+// any_executor::target<T>() does not check the type itself: it casts whatever it holds.)
+template <class Target, class Executor>
+const Target* target_of(const Executor& ex) noexcept {
+  if constexpr (std::is_same_v<Executor, Target>) {
+    return &ex;
+  } else if constexpr (requires { ex.target_type(); }) {
+    return ex.target_type() == typeid(Target) ? ex.template target<Target>() : nullptr;
+  } else {
+    return nullptr;
+  }
+}
+
 // True when the caller runs on `ex`'s thread, so work for it may run inline instead of posting.
 template <class Executor>
 bool running_in(const Executor& ex) noexcept {
   if constexpr (requires { ex.running_in_this_thread(); }) {
     return ex.running_in_this_thread();
   } else {
-    if (auto* io = ex.template target<asio::io_context::executor_type>()) return io->running_in_this_thread();
-    if (auto* st = ex.template target<asio::strand<asio::io_context::executor_type>>()) return st->running_in_this_thread();
-    if (auto* sa = ex.template target<asio::strand<asio::any_io_executor>>()) return sa->running_in_this_thread();
+    if (auto* io = target_of<asio::io_context::executor_type>(ex)) return io->running_in_this_thread();
+    if (auto* st = target_of<asio::strand<asio::io_context::executor_type>>(ex)) return st->running_in_this_thread();
+    if (auto* sa = target_of<asio::strand<asio::any_io_executor>>(ex)) return sa->running_in_this_thread();
     return false;
   }
 }
+
+template <class T>
+struct is_strand_type : std::false_type {};
+template <class Inner>
+struct is_strand_type<asio::strand<Inner>> : std::true_type {};
 
 // True for a strand, or a polymorphic executor holding one: its handlers may run on any of the
 // context's threads, so nothing may be left in a thread_local for "the end of this round".
 template <class Executor>
 bool is_strand(const Executor& ex) noexcept {
-  if constexpr (requires { ex.get_inner_executor(); }) {
-    return true;
-  } else if constexpr (requires { ex.template target<asio::strand<asio::any_io_executor>>(); }) {
-    return ex.template target<asio::strand<asio::io_context::executor_type>>() != nullptr ||
-           ex.template target<asio::strand<asio::any_io_executor>>() != nullptr;
-  } else {
-    return false;
-  }
+  if constexpr (is_strand_type<Executor>::value) return true;
+  else return target_of<asio::strand<asio::io_context::executor_type>>(ex) || target_of<asio::strand<asio::any_io_executor>>(ex);
 }
 
 // ENFILE as an error code of either mode (Asio names EMFILE, not ENFILE).
