@@ -17,8 +17,8 @@ if (!pngPath) {
   process.exit(2);
 }
 
-const SERVERS = ['herald', 'beast', 'websocketpp', 'node-ws'];
-const LABEL = { herald: 'herald', beast: 'Boost.Beast', websocketpp: 'websocketpp', 'node-ws': 'Node ws' };
+const SERVERS = ['herald', 'herald-2t', 'beast', 'websocketpp', 'node-ws'];
+const LABEL = { herald: 'herald', 'herald-2t': 'herald --threads 2', beast: 'Boost.Beast', websocketpp: 'websocketpp', 'node-ws': 'Node ws' };
 const SCENARIOS = ['hold', 'broadcast', 'unicast', 'churn'];
 
 // ---- input
@@ -125,7 +125,7 @@ const TARGETS = [
 function verdict(t) {
   const h = med('herald', t.scenario, t.key);
   if (t.best) {
-    const peers = servers.filter((s) => s !== 'herald').map((s) => [s, med(s, t.scenario, t.key)]).filter(([, v]) => Number.isFinite(v));
+    const peers = servers.filter((s) => !s.startsWith('herald')).map((s) => [s, med(s, t.scenario, t.key)]).filter(([, v]) => Number.isFinite(v));
     if (!Number.isFinite(h) || !peers.length) return { status: 'no data', detail: 'missing runs' };
     const [bs, bv] = peers.reduce((a, b) => (b[1] < a[1] ? b : a));
     return {
@@ -248,7 +248,7 @@ const PANELS = [
   { scenario: 'broadcast', key: 'lat_p99_ms', title: 'Broadcast: latency p99 (ms)', best: true, tlabel: 'the best peer' },
   { scenario: 'unicast', key: 'lat_p99_ms', title: 'Unicast: latency p99 (ms)', best: true, tlabel: 'the best peer' },
 ];
-const COLORS = { herald: '#d7301f', beast: '#4a6fa5', websocketpp: '#6b8fc7', 'node-ws': '#9fb6dc' };
+const COLORS = { herald: '#d7301f', 'herald-2t': '#fc8d59', beast: '#4a6fa5', websocketpp: '#6b8fc7', 'node-ws': '#9fb6dc' };
 const base = pngPath.replace(/\.png$/, '');
 const gp = [];
 gp.push(`set terminal pngcairo size 1500,950 font "DejaVu Sans,11"`, `set output "${pngPath}"`);
@@ -268,7 +268,7 @@ PANELS.forEach((p, i) => {
   writeFileSync(dat, lines.join('\n') + '\n');
   let target = NaN;
   if (p.best) {
-    const peers = servers.filter((s) => s !== 'herald').map((s) => med(s, p.scenario, p.key)).filter(Number.isFinite);
+    const peers = servers.filter((s) => !s.startsWith('herald')).map((s) => med(s, p.scenario, p.key)).filter(Number.isFinite);
     if (peers.length) target = Math.min(...peers);
   } else {
     target = med('beast', p.scenario, p.key) * p.ratio;

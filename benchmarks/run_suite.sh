@@ -13,7 +13,8 @@
 # target verdicts, a chart. A failed run (loss, wrong delivery, crash, timeout) is printed
 # loudly, marked in the report, and makes the script exit 1 at the end.
 #
-# Options: --quick, --runs N, --servers "herald beast websocketpp node-ws",
+# Options: --quick, --runs N, --servers "herald beast websocketpp node-ws" (add herald-2t for
+#          uid_push_server --threads 2),
 #          --scenarios "hold broadcast unicast churn", --no-install, --out-dir DIR
 # Environment: BUILD_DIR (default build-bench), SESSIONS, and the per-scenario knobs below.
 set -euo pipefail
@@ -114,6 +115,8 @@ mkdir -p "$LOG_DIR" "$OUT_DIR"
 server_cmd() {  # the command line of server $1 on 127.0.0.1, a port the kernel picks
   case $1 in
     herald) echo "$BUILD_DIR/examples/uid_push_server --address 127.0.0.1 --port 0 --idle-timeout 600" ;;
+    # The multi_thread policy, for comparison with herald's one thread (not a peer: not in the targets).
+    herald-2t) echo "$BUILD_DIR/examples/uid_push_server --address 127.0.0.1 --port 0 --idle-timeout 600 --threads 2" ;;
     beast) echo "$BUILD_DIR/benchmarks/beast_server --address 127.0.0.1 --port 0" ;;
     websocketpp) echo "$BUILD_DIR/benchmarks/websocketpp_server --address 127.0.0.1 --port 0" ;;
     node-ws) echo "node $BENCH/peers/node/server.mjs --address 127.0.0.1 --port 0" ;;
