@@ -2,24 +2,36 @@
 // API. Start several (on one machine or many) against one Redis: a message reaches its uid
 // on whichever node the uid is logged in.
 //
-// Protocol (WebSocket, text), as uid_push_server:
-//   first message        your uid: 1 to 128 bytes, no ':', not "all" (else close 1008 with the reason)
+// Protocol (WebSocket, text), uid_push_server's (the same code: uid_protocol.hpp):
+//   first message        your uid: 1 to 128 bytes, no ':', not reserved (else close 1008 with the reason)
 //                        -> "login successful, your uid is <uid>"
 //   <uid>:<message>      <message> goes to every session of <uid>, on every node
 //   all:<message>        <message> goes to every logged-in session of every node, the sender included
+//   join:<name>          this session joins group <name> -> "joined <name>"
+//   leave:<name>         this session leaves group <name> -> "left <name>"
+//   group:<name>:<msg>   <msg> goes to every session in group <name> on every node (the sender
+//                        only if a member)
 //   anything else        -> "error: expected <uid>:<message>"
+// "all", "join", "leave" and "group" are reserved and refused as uids. Groups are left when
+// the session ends; a node subscribes to a group's channel only while it holds a member.
 //
 // Push from other systems:
 //   HTTP (with --http-port):  curl -H "Authorization: Bearer $KEY" -d 'hello' http://127.0.0.1:8080/send/alice
-//   Redis:                    redis-cli PUBLISH herald:uid:alice 'hello'     (herald:all for everyone)
+//                             (also /group/<name>, /broadcast, /online/<uid>, /presence)
+//   Redis:                    redis-cli PUBLISH herald:uid:alice 'hello'     (herald:all for everyone,
+//                             herald:group:<name> for a group)
 //
 // Usage: cluster_node [--address A (0.0.0.0)] [--port P (1234)] [--redis HOST:PORT (127.0.0.1:6379)]
 //                     [--redis-password PW] [--prefix NAME (herald)] [--node-id ID]
 //                     [--http-port P [--http-address A (127.0.0.1)] --api-key K]
 //                     [--duplicates multi|replace|reject] [--max-message BYTES] [--idle-timeout SECONDS]
+//                     [--presence-interval SECONDS (2)]
+// --presence-interval: how often the node reports its session count to Redis for the
+// cluster-wide count (GET /presence); fractions allowed.
 // Port 0 lets the kernel pick (the "listening on" lines say which). The API key may come from
 // the environment instead (HERALD_API_KEY), to keep it out of `ps`.
-// SIGINT/SIGTERM close every session with 1001, print the Redis counters and exit 0.
+// SIGINT/SIGTERM close every session with 1001, print the Redis counters (with the metric
+// redis_reconnects) and exit 0.
 #include <herald.hpp>
 #include <herald/http_api.hpp>
 #include <herald/policy/redis_cluster.hpp>
@@ -32,18 +44,16 @@
 #include <string>
 #include <unordered_set>
 
+#include "uid_protocol.hpp"
+
 using namespace std::chrono_literals;
 using session = herald::ws_session<>;
 using cluster_registry = herald::registry<session, herald::redis_cluster>;
 
 namespace {
 
-herald::login_verdict check_uid(std::string_view uid) {
-  if (uid.empty() || uid.size() > 128) return herald::login_verdict::refuse("uid must be 1 to 128 bytes");
-  if (uid.find(':') != std::string_view::npos) return herald::login_verdict::refuse("uid must not contain ':'");
-  if (uid == "all") return herald::login_verdict::refuse("uid 'all' is reserved");
-  return herald::login_verdict::accept(std::string(uid));
-}
+using uid_protocol::check_uid;
+using uid_protocol::on_message;
 
 // Every open connection, logged in or not, so that shutdown can close them all (one thread).
 struct connections {
@@ -86,16 +96,7 @@ asio::awaitable<void> serve(asio::ip::tcp::socket socket, cluster_registry& user
   auto bound = co_await users.login(*ws, check_uid, 10s);
   if (!bound) co_return;
   ws->send("login successful, your uid is " + bound.uid());
-  while (auto msg = co_await ws->read()) {
-    auto [to, body] = herald::split_target(*msg);
-    if (to.empty() && msg->text().find(':') == std::string_view::npos) {
-      ws->send("error: expected <uid>:<message>");
-      continue;
-    }
-    auto m = msg->binary ? herald::message::binary(body) : herald::message::text(body);
-    if (to == "all") users.broadcast(m);
-    else users.unicast(to, m);
-  }
+  while (auto msg = co_await ws->read()) on_message(*ws, users, bound, *msg);
 }
 
 struct config {
@@ -112,13 +113,15 @@ struct config {
   herald::duplicate_login duplicates = herald::duplicate_login::multi;
   std::size_t max_message = 1024 * 1024;
   int idle_timeout = 30;
+  double presence_interval = 2;
 };
 
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr,
                "cluster_node: %s\nusage: cluster_node [--address A] [--port P] [--redis HOST:PORT] [--redis-password PW]\n"
                "                    [--prefix NAME] [--node-id ID] [--http-port P [--http-address A] --api-key K]\n"
-               "                    [--duplicates multi|replace|reject] [--max-message BYTES] [--idle-timeout SECONDS]\n",
+               "                    [--duplicates multi|replace|reject] [--max-message BYTES] [--idle-timeout SECONDS]\n"
+               "                    [--presence-interval SECONDS]\n",
                why);
   std::exit(2);
 }
@@ -150,7 +153,10 @@ config parse_args(int argc, char** argv) {
     else if (a == "--api-key") c.api_key = value();
     else if (a == "--max-message") c.max_message = std::stoul(value());
     else if (a == "--idle-timeout") c.idle_timeout = std::stoi(value());
-    else if (a == "--duplicates") {
+    else if (a == "--presence-interval") {
+      c.presence_interval = std::stod(value());
+      if (!(c.presence_interval > 0 && c.presence_interval <= 3600)) usage("--presence-interval takes 0 < SECONDS <= 3600");
+    } else if (a == "--duplicates") {
       const auto d = value();
       if (d == "multi") c.duplicates = herald::duplicate_login::multi;
       else if (d == "replace") c.duplicates = herald::duplicate_login::replace;
@@ -187,9 +193,13 @@ int main(int argc, char** argv) {
   rc.prefix = cfg.prefix;
   rc.node_id = cfg.node_id;
   rc.max_message_size = cfg.max_message;
-  cluster_registry users(io.get_executor(), rc, herald::registry_options{.duplicates = cfg.duplicates});
+  rc.presence_interval = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(cfg.presence_interval));
+  auto stats = std::make_shared<herald::metrics>();
+  cluster_registry users(io.get_executor(), rc, herald::registry_options{.duplicates = cfg.duplicates, .metrics = stats});
 
   herald::session_options so;
+  so.metrics = stats;
   so.max_message_size = cfg.max_message;
   so.idle_timeout = std::chrono::seconds(cfg.idle_timeout);
   auto options = std::make_shared<const herald::session_options>(so);
@@ -232,8 +242,8 @@ int main(int argc, char** argv) {
   std::cout << "cluster_node stopped: redis published=" << r.published << " publish_dropped=" << r.publish_dropped
             << " publish_unconfirmed=" << r.publish_unconfirmed << " publish_errors=" << r.publish_errors
             << " received=" << r.received << " connects=" << r.connects << " connect_failures=" << r.connect_failures
-            << " disconnects=" << r.disconnects << " from_redis=" << c.from_redis << " own_echoes=" << c.own_echoes
-            << std::endl;
+            << " disconnects=" << r.disconnects << " redis_reconnects=" << stats->snapshot().redis_reconnects
+            << " from_redis=" << c.from_redis << " own_echoes=" << c.own_echoes << std::endl;
   users.stop();
   return 0;
 }

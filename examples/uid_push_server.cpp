@@ -48,19 +48,17 @@
 #include <string>
 #include <unordered_set>
 
+#include "uid_protocol.hpp"
+
 using namespace std::chrono_literals;
 using session = herald::ws_session<>;  // plain TCP; with --tls-cert: herald::tls_session
 
 namespace {
 
-// The seed takes any first message as the uid; we keep that, minus what would break the protocol.
-herald::login_verdict check_uid(std::string_view uid) {
-  if (uid.empty() || uid.size() > 128) return herald::login_verdict::refuse("uid must be 1 to 128 bytes");
-  if (uid.find(':') != std::string_view::npos) return herald::login_verdict::refuse("uid must not contain ':'");
-  for (std::string_view reserved : {"all", "join", "leave", "group"})
-    if (uid == reserved) return herald::login_verdict::refuse("uid '" + std::string(uid) + "' is reserved");
-  return herald::login_verdict::accept(std::string(uid));
-}
+// check_uid (the login rule) and on_message (everything after login) are the protocol's,
+// shared with cluster_node.
+using uid_protocol::check_uid;
+using uid_protocol::on_message;
 
 // Every open connection, logged in or not, so that shutdown can close them all.
 template <class Session>
@@ -119,35 +117,7 @@ asio::awaitable<void> serve(typename Session::stream_type stream, Registry& user
   auto bound = co_await users.login(*ws, check_uid, 10s);
   if (!bound) co_return;
   ws->send("login successful, your uid is " + bound.uid());
-  while (auto msg = co_await ws->read()) {
-    auto [to, body] = herald::split_target(*msg);
-    if (to.empty() && msg->text().find(':') == std::string_view::npos) {
-      ws->send("error: expected <uid>:<message>");
-      continue;
-    }
-    if (to == "join") {
-      ws->send(users.join(bound, body) ? "joined " + std::string(body) : "error: cannot join '" + std::string(body) + "'");
-      continue;
-    }
-    if (to == "leave") {
-      ws->send(users.leave(bound, body) ? "left " + std::string(body) : "error: not in group '" + std::string(body) + "'");
-      continue;
-    }
-    const bool to_group = to == "group";
-    if (to_group) {
-      auto [group, text] = herald::split_target(body);
-      if (group.empty()) {
-        ws->send("error: expected group:<name>:<message>");
-        continue;
-      }
-      to = group;
-      body = text;
-    }
-    auto m = msg->binary ? herald::message::binary(body) : herald::message::text(body);
-    if (to_group) users.send_to_group(to, m);
-    else if (to == "all") users.broadcast(m);
-    else users.unicast(to, m);
-  }
+  while (auto msg = co_await ws->read()) on_message(*ws, users, bound, *msg);
 }
 
 // ---- --metrics-port P: GET /metrics in Prometheus text, one request per connection ----

@@ -1,6 +1,7 @@
 // The HTTP push API (herald/http_api.hpp) on the single_thread registry, over real loopback
-// sockets: routes, JSON answers, 401/404/405/411/413/400, keep-alive and pipelining,
-// Expect: 100-continue, binary bodies, percent-encoded uids.
+// sockets: routes (send, group, broadcast, online, presence), JSON answers,
+// 401/404/405/411/413/400, keep-alive and pipelining, Expect: 100-continue, binary bodies,
+// percent-encoded uids.
 #include "test_support.hpp"
 
 #include <herald/http_api.hpp>
@@ -133,6 +134,44 @@ TEST_CASE("http api: GET /online/<uid>, percent-decoded") {
     a = co_await read_answer(c, pending);
     CHECK(a.body == "{\"delivered\": 1}\n");
     CHECK(co_await next_text(*s) == "hi");
+    f.stop();
+  });
+}
+
+TEST_CASE("http api: GET /presence counts uids and sessions; POST /group/<name> answers how many it reached") {
+  api_fixture f;
+  run(f.io, [&]() -> asio::awaitable<void> {
+    auto a1 = co_await login_client(f.server, "alice");
+    auto a2 = co_await login_client(f.server, "alice");
+    auto b = co_await login_client(f.server, "bob");
+    auto c = co_await raw_client::connect(f.port());
+    std::string pending;
+    co_await c.write(get("/presence"));
+    auto a = co_await read_answer(c, pending);
+    CHECK(a.status == 200);
+    CHECK(a.body == "{\"uids\": 2, \"sessions\": 3}\n");
+    co_await c.write(post("/group/no%20one", "x"));  // nobody joined: reaches no one
+    a = co_await read_answer(c, pending);
+    CHECK(a.status == 200);
+    CHECK(a.body == "{\"delivered\": 0}\n");
+    co_await c.write(get("/group/x"));
+    a = co_await read_answer(c, pending);
+    CHECK(a.status == 405);
+    CHECK(a.headers["allow"] == "POST");
+    co_await c.write(post("/presence", ""));
+    a = co_await read_answer(c, pending);
+    CHECK(a.status == 405);
+    CHECK(a.headers["allow"] == "GET");
+    co_await c.write(post("/group/bad%zz", "x"));
+    a = co_await read_answer(c, pending);
+    CHECK(a.status == 400);
+    CHECK(a.body.find("group") != std::string::npos);
+    b->close();
+    CHECK(!(co_await b->read()));
+    REQUIRE(co_await eventually([&] { return f.server.users.session_count() == 2; }));
+    co_await c.write(get("/presence"));
+    a = co_await read_answer(c, pending);
+    CHECK(a.body == "{\"uids\": 1, \"sessions\": 2}\n");
     f.stop();
   });
 }

@@ -1,10 +1,13 @@
 // An HTTP push API, so that other systems (PHP, cron jobs, curl) can push without WebSocket:
 //
 //   POST /send/<uid>     body = the message  -> 200 {"delivered": n}
+//   POST /group/<name>   body = the message  -> 200 {"delivered": n}   (send_to_group)
 //   POST /broadcast      body = the message  -> 200 {"delivered": n}
 //   GET  /online/<uid>                       -> 200 {"online": true}
+//   GET  /presence                           -> 200 {"uids": n, "sessions": m}
 //
-// Every request needs `Authorization: Bearer <api_key>` (else 401). <uid> is percent-decoded.
+// Every request needs `Authorization: Bearer <api_key>` (else 401). <uid> and <name> are
+// percent-decoded.
 // The body is sent as a text message (it must be UTF-8, else 400), or as a binary one with
 // `Content-Type: application/octet-stream`. "delivered" counts the sessions of this server the
 // message was queued to. Bodies need a Content-Length (chunked: 411); over max_body_size: 413
@@ -15,7 +18,10 @@
 //   - single_thread / multi_thread: as above;
 //   - redis_cluster: the answers add the cluster: {"delivered": n, "published": true,
 //     "nodes": k} (k other nodes took it from Redis; "published": false when Redis is down)
-//     and {"online": b, "scope": "cluster"} (PUBSUB NUMSUB; "local" when Redis did not answer).
+//     and {"online": b, "scope": "cluster"} (PUBSUB NUMSUB; "local" when Redis did not answer);
+//     /presence answers {"uids": n, "sessions": m, "nodes": k, "scope": "cluster"} (the
+//     cluster-wide counts of policy/redis_cluster.hpp, with their cost; "local" and this
+//     node's counts when Redis did not answer).
 //
 //   herald::http_api_options api;  api.api_key = "secret";
 //   asio::co_spawn(io, herald::serve_http_api(acceptor, users, api), asio::detached);
@@ -128,19 +134,21 @@ inline std::string error_json(std::string_view why) {
   return j;
 }
 
-enum class route_kind { none, send, broadcast, online };
+enum class route_kind { none, send, group, broadcast, online, presence };
 struct route {
   route_kind kind = route_kind::none;
   const char* method = "";    // the one it takes
-  std::string_view raw_uid;   // percent-encoded
+  std::string_view raw_name;  // the uid or group, percent-encoded
 };
 
 inline route route_of(std::string_view target) {
   const auto q = target.find('?');
   const std::string_view path = target.substr(0, q);
   if (path.substr(0, 6) == "/send/" && path.size() > 6) return {route_kind::send, "POST", path.substr(6)};
+  if (path.substr(0, 7) == "/group/" && path.size() > 7) return {route_kind::group, "POST", path.substr(7)};
   if (path == "/broadcast") return {route_kind::broadcast, "POST", {}};
   if (path.substr(0, 8) == "/online/" && path.size() > 8) return {route_kind::online, "GET", path.substr(8)};
+  if (path == "/presence") return {route_kind::presence, "GET", {}};
   return {};
 }
 
@@ -149,7 +157,11 @@ template <class R>
 concept clustered = requires(R& r, const std::string& uid, const message& m) {
   r.online_in_cluster(uid);
   r.unicast_confirmed(uid, m);
+  r.send_to_group_confirmed(uid, m);
   r.broadcast_confirmed(m);
+  r.uid_count_in_cluster();
+  r.session_count_in_cluster();
+  r.node_count_in_cluster();
 };
 
 inline std::string delivered_json(std::size_t local) { return "{\"delivered\": " + std::to_string(local) + "}"; }
@@ -246,14 +258,14 @@ class connection : public std::enable_shared_from_this<connection<Registry>> {
     std::string json;
     std::string extra;
     const route r = route_of(req.target);
-    std::optional<std::string> uid;
+    std::optional<std::string> name;  // the uid or group
     if (!authorized(req, opts_->api_key)) {
       status = 401;
       json = error_json("missing or wrong API key (Authorization: Bearer <key>)");
       extra = "WWW-Authenticate: Bearer realm=\"herald\"\r\n";
     } else if (r.kind == route_kind::none) {
       status = 404;
-      json = error_json("no such endpoint (POST /send/<uid>, POST /broadcast, GET /online/<uid>)");
+      json = error_json("no such endpoint (POST /send/<uid>, POST /group/<name>, POST /broadcast, GET /online/<uid>, GET /presence)");
     } else if (req.method != r.method) {
       status = 405;
       json = error_json("method not allowed");
@@ -262,14 +274,15 @@ class connection : public std::enable_shared_from_this<connection<Registry>> {
       status = 413;
       json = error_json("body over the size limit (" + std::to_string(opts_->max_body_size) + " bytes)");
       keep_alive = false;
-    } else if (r.kind != route_kind::broadcast) {
-      uid = percent_decode(r.raw_uid);
-      if (!uid) {
+    } else if (!r.raw_name.empty()) {
+      name = percent_decode(r.raw_name);
+      const char* what = r.kind == route_kind::group ? "group" : "uid";
+      if (!name) {
         status = 400;
-        json = error_json("malformed percent-encoding in the uid");
-      } else if (uid->empty() || uid->size() > 1024) {
+        json = error_json(std::string("malformed percent-encoding in the ") + what);
+      } else if (name->empty() || name->size() > 1024) {
         status = 404;
-        json = error_json("no such uid");
+        json = error_json(std::string("no such ") + what);
       }
     }
     if (status != 0) {
@@ -304,7 +317,9 @@ class connection : public std::enable_shared_from_this<connection<Registry>> {
 
     std::string answer_json;
     if (r.kind == route_kind::online) {
-      answer_json = co_await online_json(*uid);
+      answer_json = co_await online_json(*name);
+    } else if (r.kind == route_kind::presence) {
+      answer_json = co_await presence_json();
     } else {
       const bool binary = http::iequals(http::trim(req.header("Content-Type")), "application/octet-stream");
       if (!binary && !detail::is_valid_utf8(body.data(), body.size())) {
@@ -312,7 +327,8 @@ class connection : public std::enable_shared_from_this<connection<Registry>> {
         answer_json = error_json("the body is not UTF-8 (send Content-Type: application/octet-stream for binary)");
       } else {
         message m = binary ? message::binary(std::string_view(body)) : message::text(body);
-        if (r.kind == route_kind::send) answer_json = co_await send_json(*uid, m);
+        if (r.kind == route_kind::send) answer_json = co_await send_json(*name, m);
+        else if (r.kind == route_kind::group) answer_json = co_await group_json(*name, m);
         else answer_json = co_await broadcast_json(m);
       }
     }
@@ -332,6 +348,36 @@ class connection : public std::enable_shared_from_this<connection<Registry>> {
       j = cluster_delivered_json(d);
     } else {
       j = delivered_json(users_.unicast(uid, m));
+    }
+    co_return j;
+  }
+
+  asio::awaitable<std::string> group_json(const std::string& group, const message& m) {
+    std::string j;
+    if constexpr (clustered<Registry>) {
+      const auto d = co_await users_.send_to_group_confirmed(group, m);
+      j = cluster_delivered_json(d);
+    } else {
+      j = delivered_json(users_.send_to_group(group, m));
+    }
+    co_return j;
+  }
+
+  asio::awaitable<std::string> presence_json() {
+    std::string j;
+    if constexpr (clustered<Registry>) {
+      const auto u = co_await users_.uid_count_in_cluster();
+      const auto s = co_await users_.session_count_in_cluster();
+      const auto n = co_await users_.node_count_in_cluster();
+      if (u.cluster_wide && s.cluster_wide && n.cluster_wide) {
+        j = "{\"uids\": " + std::to_string(u.count) + ", \"sessions\": " + std::to_string(s.count) +
+            ", \"nodes\": " + std::to_string(n.count) + ", \"scope\": \"cluster\"}";
+      } else {
+        j = "{\"uids\": " + std::to_string(users_.uid_count()) + ", \"sessions\": " +
+            std::to_string(users_.session_count()) + ", \"nodes\": 1, \"scope\": \"local\"}";
+      }
+    } else {
+      j = "{\"uids\": " + std::to_string(users_.uid_count()) + ", \"sessions\": " + std::to_string(users_.session_count()) + "}";
     }
     co_return j;
   }

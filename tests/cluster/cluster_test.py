@@ -17,9 +17,16 @@ Scenarios, in order (they share the processes; a failure stops the run):
   the HTTP API: delivery, JSON answers, 401/413/404/405, keep-alive, cluster-wide online;
   examples/push_from_php.php (HTTP and Redis) when php is installed;
   online() cluster-wide as sessions come and go;
+  groups spanning the nodes (join:/leave:/group: of the protocol, redis-cli, HTTP): every
+  member exactly once, the sender only if a member, and a node holds a group's channel
+  (PUBSUB NUMSUB) exactly while it has a member, whether members leave or disconnect;
+  cluster-wide presence (GET /presence: uids, sessions, nodes) against known numbers, also
+  when a node is killed (its report expires) and while Redis is down (the local view);
   Redis killed during traffic and restarted: no node dies, local delivery never stops,
-  cross-node delivery resumes within seconds with every subscription restored, and the
-  nodes count what they could not publish.
+  cross-node delivery resumes within seconds with every subscription restored (uid, group
+  and broadcast channels), and the nodes count what they could not publish;
+  at shutdown, each node counted exactly two Redis reconnections (metrics::redis_reconnects:
+  its publisher and subscriber links, once each for the one restart).
 
 Prints "N passed, M failed" and exits non-zero on any failure.
 """
@@ -40,6 +47,7 @@ import traceback
 import websockets
 
 STEP_TIMEOUT = 10.0      # waiting for expected messages
+PRESENCE_INTERVAL = 0.5  # --presence-interval of the nodes: reports expire after 3 of them
 QUIET = 0.4              # after the expected messages: nothing more may arrive
 RECOVERY_LIMIT = 10.0    # cross-node delivery must resume within this after Redis is back
 
@@ -115,7 +123,8 @@ class Node:
         self.index = index
         self.log_path = os.path.join(WORKDIR, "node-%d.log" % index)
         args = [NODE_BINARY, "--address", "127.0.0.1", "--port", "0", "--redis", "127.0.0.1:%d" % redis_port,
-                "--prefix", PREFIX, "--node-id", "node%d" % index, "--http-port", "0", "--max-message", "65536"]
+                "--prefix", PREFIX, "--node-id", "node%d" % index, "--http-port", "0", "--max-message", "65536",
+                "--presence-interval", str(PRESENCE_INTERVAL)]
         env = dict(os.environ, HERALD_API_KEY=API_KEY)
         self.proc = subprocess.Popen(args, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT, env=env)
         STARTED.append(self.proc)
@@ -179,6 +188,14 @@ class Client:
     async def close(self):
         await asyncio.wait_for(self.ws.close(), 5)
         await asyncio.wait_for(self.task, 5)
+
+    async def command(self, text, reply):
+        """Sends a protocol command and checks its reply (the next message this client gets)."""
+        self.got.clear()
+        await self.ws.send(text)
+        await wait_until(lambda: len(self.got) >= 1, STEP_TIMEOUT, "%r: the reply to %r" % (self, text))
+        check(self.got == [reply], "%r: %r answered %r, expected %r" % (self, text, self.got, reply))
+        self.got.clear()
 
 
 async def wait_until(pred, timeout, what):
@@ -383,6 +400,145 @@ async def scenario_online(k):
     check(await online(n2, "alice"), "alice online")
 
 
+def group_channel(name):
+    return PREFIX + ":group:" + name
+
+
+async def until_numsub(k, want, what):
+    """Waits (bounded) until PUBSUB NUMSUB of the channels in `want` equals `want`."""
+    channels = sorted(want)
+    deadline = time.monotonic() + STEP_TIMEOUT
+    while True:
+        counts = k.redis.numsub(channels)
+        if counts == want:
+            return
+        check(time.monotonic() < deadline, "%s: NUMSUB %r, expected %r" % (what, counts, want))
+        await asyncio.sleep(0.05)
+
+
+async def scenario_groups(k):
+    c = k.clients
+    alice = {a.node.index: a for a in k.by["alice"]}
+    bob1, bob2, carol, dave = k.by["bob"][0], k.by["bob"][1], k.by["carol"][0], k.by["dave"][0]
+    reset(c)
+    # g1: alice@0, alice@1, bob1@1, carol@2 -> held by all three nodes (node 1 once for two members).
+    for m in (alice[0], alice[1], bob1, carol):
+        await m.command("join:g1", "joined g1")
+    await carol.command("join:g2", "joined g2")      # g2: carol@2 only
+    await carol.command("join:g1", "error: cannot join 'g1'")   # already a member
+    await dave.command("leave:g1", "error: not in group 'g1'")
+    await dave.command("group:g1", "error: expected group:<name>:<message>")
+    await dave.command("join:", "error: cannot join ''")
+    await until_numsub(k, {group_channel("g1"): 3, group_channel("g2"): 1, group_channel("g3"): 0}, "group channels held")
+    g1 = [alice[0], alice[1], bob1, carol]
+
+    await dave.ws.send("group:g1:to g1 from a non-member")         # node 0, not a member: not to itself
+    await expect(c, {m: ["to g1 from a non-member"] for m in g1}, "group message from a non-member on node 0")
+    await carol.ws.send("group:g1:to g1: from a member, with: colons")  # node 2, a member: to itself too
+    await expect(c, {m: ["to g1: from a member, with: colons"] for m in g1}, "group message from a member on node 2")
+    await bob2.ws.send(b"group:g1:\xff\x00binary")  # node 1, not a member, but node 1 has two
+    await expect(c, {m: [b"\xff\x00binary"] for m in g1}, "binary group message from node 1")
+    await dave.ws.send("group:g2:only carol")
+    await expect(c, {carol: ["only carol"]}, "group on one node, sent from another")
+    await dave.ws.send("group:nobody-here:lost")
+    await expect(c, {}, "a group nobody is in")
+    for i in range(10):
+        await alice[2].ws.send("group:g1:seq %d" % i)   # alice@2 is not in g1
+    await expect(c, {m: ["seq %d" % i for i in range(10)] for m in g1}, "a stream to a group, in order")
+
+    n = k.redis.cli("PUBLISH", group_channel("g1"), "plain to g1 from redis-cli")
+    check(n == "3", "PUBLISH to g1 reached %s subscribers, expected 3 (one per node)" % n)
+    await expect(c, {m: ["plain to g1 from redis-cli"] for m in g1}, "redis-cli PUBLISH to a group")
+    loop = asyncio.get_running_loop()
+    status, j, _ = await loop.run_in_executor(None, lambda: api(k.nodes[0], "POST", "/group/g1", b"g1 over HTTP"))
+    check(status == 200 and j == {"delivered": 1, "published": True, "nodes": 2}, "POST /group/g1: %s %r" % (status, j))
+    await expect(c, {m: ["g1 over HTTP"] for m in g1}, "HTTP send to a group")
+
+    # Leaving: node 1 keeps g1's channel while bob1 is still in, drops it after him.
+    await alice[1].command("leave:g1", "left g1")
+    await until_numsub(k, {group_channel("g1"): 3}, "g1 after alice@1 left (bob1 still on node 1)")
+    await bob1.command("leave:g1", "left g1")
+    await until_numsub(k, {group_channel("g1"): 2}, "g1 after node 1's last member left")
+    g1 = [alice[0], carol]
+    await bob2.ws.send("group:g1:after node 1 left")
+    await expect(c, {m: ["after node 1 left"] for m in g1}, "group message after node 1's members left")
+
+    # Disconnecting: gina (node 1's only member of g3) closes; hank (node 0) stays.
+    gina = await Client("gina", k.nodes[1]).open()
+    hank = await Client("hank", k.nodes[0]).open()
+    await gina.command("join:g3", "joined g3")
+    await hank.command("join:g3", "joined g3")
+    await until_numsub(k, {group_channel("g3"): 2}, "g3 on nodes 0 and 1")
+    await bob2.ws.send("group:g3:to g3")
+    await expect(c + [gina, hank], {gina: ["to g3"], hank: ["to g3"]}, "g3 across nodes")
+    await gina.close()
+    await until_numsub(k, {group_channel("g3"): 1}, "g3 after node 1's only member disconnected")
+    await bob2.ws.send("group:g3:after gina left")
+    await expect(c + [hank], {hank: ["after gina left"]}, "group message after a member disconnected")
+    await hank.close()
+    await until_numsub(k, {group_channel("g3"): 0}, "g3 after its last member disconnected")
+
+    # A uid named like a reserved word cannot log in.
+    ws = await asyncio.wait_for(websockets.connect("ws://127.0.0.1:%d" % k.nodes[2].port), 5)
+    await ws.send("group")
+    try:
+        await asyncio.wait_for(ws.recv(), 5)
+        check(False, "uid 'group' was accepted")
+    except websockets.ConnectionClosed as e:
+        check(e.code == 1008 and e.reason == "uid 'group' is reserved", "uid 'group': closed %s %r" % (e.code, e.reason))
+
+    await alice[0].command("leave:g1", "left g1")
+    await carol.command("leave:g1", "left g1")
+    await until_numsub(k, {group_channel("g1"): 0, group_channel("g2"): 1}, "g1 after everyone left")
+    k.groups = {"g2": {2}}   # carol stays in g2: the outage must restore that subscription too
+
+
+async def presence(node):
+    loop = asyncio.get_running_loop()
+    status, j, _ = await loop.run_in_executor(None, lambda: api(node, "GET", "/presence"))
+    check(status == 200, "GET /presence: %s" % status)
+    return j
+
+
+async def until_presence(nodes, want, what):
+    """Waits (bounded) until every node's GET /presence answers `want` (reports lag one interval)."""
+    deadline = time.monotonic() + STEP_TIMEOUT
+    for n in nodes:
+        while True:
+            j = await presence(n)
+            if j == want:
+                break
+            check(time.monotonic() < deadline, "%s: node %d answered %r, expected %r" % (what, n.index, j, want))
+            await asyncio.sleep(0.05)
+
+
+async def scenario_presence(k):
+    uids = {c.uid for c in k.clients}
+    want = {"uids": len(uids), "sessions": len(k.clients), "nodes": 3, "scope": "cluster"}
+    check(want["uids"] == 34 and want["sessions"] == 37, "the plan changed: %r" % want)
+    await until_presence(k.nodes, want, "presence of the initial sessions")
+    listed = k.redis.cli("PUBSUB", "CHANNELS", PREFIX + ":uid:*").split("\n")
+    check(sorted(listed) == sorted(PREFIX + ":uid:" + u for u in uids), "PUBSUB CHANNELS: %r" % listed[:5])
+
+    # Two devices of a new uid on node 1, one of an existing uid on node 2.
+    extra = [await Client("pia", k.nodes[1]).open(), await Client("pia", k.nodes[1]).open(),
+             await Client("carol", k.nodes[2]).open()]
+    await until_presence(k.nodes, dict(want, uids=35, sessions=40), "presence with pia twice and a second carol")
+    for e in extra:
+        await e.close()
+    await until_presence(k.nodes, want, "presence after they left")
+
+    # A fourth node with one session, killed (SIGKILL): its subscriptions go with its
+    # connection, its session count with its report's expiry (3 presence intervals).
+    node3 = Node(3, k.redis.port)
+    ghost = await Client("ghost", node3).open()
+    await until_presence(k.nodes + [node3], dict(want, uids=35, sessions=38, nodes=4), "presence with a fourth node")
+    node3.proc.send_signal(signal.SIGKILL)
+    node3.proc.wait(10)
+    await asyncio.wait_for(ghost.task, 10)
+    await until_presence(k.nodes, want, "presence after the fourth node died")
+
+
 async def scenario_outage(k):
     """Redis killed during traffic and restarted."""
     n0, n1 = k.nodes[0], k.nodes[1]
@@ -409,6 +565,11 @@ async def scenario_outage(k):
     marks["kill"] = sent
     received_before_kill = len(remote.got)
     k.redis.kill()
+    # Presence while Redis is down: the node's own view, marked local.
+    on0 = [c for c in everyone if c.node is n0]
+    j = await presence(n0)
+    check(j == {"uids": len({c.uid for c in on0}), "sessions": len(on0), "nodes": 1, "scope": "local"},
+          "presence without Redis: %r" % j)
     # Local delivery goes on while Redis is down: everything sent meanwhile arrives locally.
     local_before = len(local.got)
     await asyncio.sleep(3.0)
@@ -448,22 +609,19 @@ async def scenario_outage(k):
     holders = {}
     for c in everyone:
         holders.setdefault(c.uid, set()).add(c.node.index)
-    channels = [PREFIX + ":all"] + [PREFIX + ":uid:" + u for u in holders]
-    deadline = time.monotonic() + STEP_TIMEOUT
-    while True:
-        counts = k.redis.numsub(channels)
-        want = {PREFIX + ":all": 3}
-        want.update({PREFIX + ":uid:" + u: len(n) for u, n in holders.items()})
-        if counts == want:
-            break
-        check(time.monotonic() < deadline, "subscriptions not restored: %r, expected %r" % (counts, want))
-        await asyncio.sleep(0.1)
+    want = {PREFIX + ":all": 3}
+    want.update({PREFIX + ":uid:" + u: len(n) for u, n in holders.items()})
+    want.update({group_channel(g): len(n) for g, n in getattr(k, "groups", {}).items()})
+    await until_numsub(k, want, "subscriptions restored after the outage")
     reset(everyone)
     # And the cluster works as before.
     await k.by["u2"][0].ws.send("all:after the outage")
     await expect(everyone, {c: ["after the outage"] for c in everyone}, "broadcast after the outage")
     await k.by["bob"][0].ws.send("alice:alice after the outage")
     await expect(everyone, {a: ["alice after the outage"] for a in k.by["alice"]}, "unicast after the outage")
+    if getattr(k, "groups", None):
+        await k.by["dave"][0].ws.send("group:g2:g2 after the outage")
+        await expect(everyone, {k.by["carol"][0]: ["g2 after the outage"]}, "group message after the outage")
     for n in k.nodes:
         check(n.alive(), "node %d died:\n%s" % (n.index, n.log()[-2000:]))
     k.outage_clients = [local, remote, sender]
@@ -493,6 +651,7 @@ async def main():
     for name, fn in [("unicast across nodes", scenario_unicast), ("broadcast across nodes", scenario_broadcast),
                      ("PUBLISH from redis-cli", scenario_redis_cli), ("HTTP API", scenario_http_api),
                      ("push from PHP", scenario_php), ("online cluster-wide", scenario_online),
+                     ("groups across nodes", scenario_groups), ("presence cluster-wide", scenario_presence),
                      ("Redis outage during traffic", scenario_outage)]:
         started = time.monotonic()
         try:
@@ -538,6 +697,18 @@ async def main():
         else:
             failed += 1
             print("FAIL clean shutdown, loss counted")
+        # One Redis restart: each node's publisher and subscriber links reconnected once each.
+        reconnects = []
+        for n in k.nodes:
+            line = [l for l in n.log().splitlines() if l.startswith("cluster_node stopped")]
+            fields = dict(kv.split("=") for kv in line[0].split()[3:]) if line else {}
+            reconnects.append(int(fields.get("redis_reconnects", -1)))
+        if reconnects == [2, 2, 2]:
+            passed += 1
+            print("PASS redis_reconnects counted: %r" % reconnects)
+        else:
+            failed += 1
+            print("FAIL redis_reconnects: %r, expected [2, 2, 2]" % reconnects)
     return passed, failed
 
 

@@ -46,16 +46,22 @@ struct local_index {
     return {n.release(), first_of_uid};
   }
 
+  struct ignore_group {
+    void operator()(std::string_view) const noexcept {}
+  };
+
   // Removes a session from the index and its groups (once); true when it was the last local
-  // session of its uid.
-  bool detach(node* n) noexcept {
+  // session of its uid. `emptied(group)` is called for each group it was the last member of.
+  template <class Emptied = ignore_group>
+  bool detach(node* n, Emptied&& emptied = {}) noexcept {
     if (n->detached) return false;
     n->detached = true;
     const std::size_t i = n->all_index;
     all[i] = all.back();
     all[i].owner->all_index = i;
     all.pop_back();
-    for (auto& g : n->groups) leave_group(n, g);
+    for (auto& g : n->groups)
+      if (leave_group(n, g)) emptied(std::string_view(g));
     n->groups.clear();
     auto it = uids.find(std::string_view(n->uid));
     auto& list = it->second;
@@ -90,11 +96,14 @@ struct local_index {
     return false;
   }
 
-  void leave_group(node* n, std::string_view group) {
+  // True when `n` was the group's last member (the group is gone).
+  bool leave_group(node* n, std::string_view group) {
     auto it = groups.find(group);
-    if (it == groups.end()) return;
+    if (it == groups.end()) return false;
     it->second.erase(n);
-    if (it->second.empty()) groups.erase(it);
+    if (!it->second.empty()) return false;
+    groups.erase(it);
+    return true;
   }
 
   std::size_t deliver_to_group(std::string_view group, const message& m) const {
@@ -117,6 +126,32 @@ struct local_index {
     std::size_t queued = 0;
     for (std::size_t i = 0; i < all.size(); ++i) queued += counts_as_queued(all[i].session->send_here(m));
     return queued;
+  }
+
+  // ---- queries, the same on every policy built on this index ----
+
+  std::size_t group_size(std::string_view group) const {
+    auto it = groups.find(group);
+    return it == groups.end() ? 0 : it->second.size();
+  }
+  static bool is_member(const node* n, std::string_view group) {
+    for (auto& g : n->groups)
+      if (g == group) return true;
+    return false;
+  }
+  template <class F>
+  void for_each_uid(F&& f) const {
+    for (const auto& [uid, list] : uids) f(std::string_view(uid), list.size());
+  }
+  std::vector<std::string> uid_list() const {
+    std::vector<std::string> out;
+    out.reserve(uids.size());
+    for_each_uid([&out](std::string_view uid, std::size_t) { out.emplace_back(uid); });
+    return out;
+  }
+  std::size_t sessions_of(std::string_view uid) const {
+    auto it = uids.find(uid);
+    return it == uids.end() ? 0 : it->second.size();
   }
 
   std::vector<entry> all;

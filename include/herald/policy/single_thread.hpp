@@ -97,16 +97,8 @@ class registry<Session, single_thread> {
     return send_to_group(group, message::text(text));
   }
 
-  std::size_t group_size(std::string_view group) const {
-    auto it = state_->groups.find(group);
-    return it == state_->groups.end() ? 0 : it->second.size();
-  }
-  bool is_member(const binding_type& b, std::string_view group) const {
-    if (!b) return false;
-    for (auto& g : b.node_->groups)
-      if (g == group) return true;
-    return false;
-  }
+  std::size_t group_size(std::string_view group) const { return state_->group_size(group); }
+  bool is_member(const binding_type& b, std::string_view group) const { return b && state_->is_member(b.node_, group); }
   std::size_t group_count() const noexcept { return state_->groups.size(); }
 
   // ---- presence ----
@@ -115,20 +107,12 @@ class registry<Session, single_thread> {
   // out from inside f.
   template <class F>
   void for_each_uid(F&& f) const {
-    for (const auto& [uid, list] : state_->uids) f(std::string_view(uid), list.size());
+    state_->for_each_uid(std::forward<F>(f));
   }
-  std::vector<std::string> uids() const {
-    std::vector<std::string> out;
-    out.reserve(state_->uids.size());
-    for_each_uid([&out](std::string_view uid, std::size_t) { out.emplace_back(uid); });
-    return out;
-  }
+  std::vector<std::string> uids() const { return state_->uid_list(); }
 
   bool online(std::string_view uid) const { return state_->uids.find(uid) != state_->uids.end(); }
-  std::size_t sessions_of(std::string_view uid) const {
-    auto it = state_->uids.find(uid);
-    return it == state_->uids.end() ? 0 : it->second.size();
-  }
+  std::size_t sessions_of(std::string_view uid) const { return state_->sessions_of(uid); }
   std::size_t uid_count() const noexcept { return state_->uids.size(); }
   std::size_t session_count() const noexcept { return state_->all.size(); }
   const registry_options& options() const noexcept { return state_->options; }

@@ -3,7 +3,7 @@
 //   - the subscriber connection SUBSCRIBEs to the channels the owner asks for and hands every
 //     message to a callback;
 //   - the publisher connection PUBLISHes (pipelined, never waiting for the answer unless asked)
-//     and answers PUBSUB NUMSUB.
+//     and carries every other command (PUBSUB NUMSUB, PUBSUB CHANNELS, the presence reports).
 //
 // Redis going away is normal: each connection reconnects on its own, with exponential backoff
 // and jitter; the subscriber then subscribes again to every channel it holds. While the
@@ -21,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_set>
@@ -45,7 +46,7 @@ struct options {
   std::chrono::steady_clock::duration backoff_max = 2s;
   // A PING every keepalive; nothing heard for two of them closes the connection (and reconnects).
   std::chrono::steady_clock::duration keepalive = 5s;
-  // How long numsub() and publish_confirmed() wait for their answer.
+  // How long request(), numsub() and publish_confirmed() wait for their answer.
   std::chrono::steady_clock::duration request_timeout = 2s;
   // Unwritten bytes the publisher may hold (Redis slower than the node); beyond: dropped, counted.
   std::size_t max_buffered = 16 * 1024 * 1024;
@@ -60,6 +61,7 @@ struct stats {
   std::uint64_t publish_errors = 0;       // Redis answered with an error
   std::uint64_t received = 0;             // pub/sub messages received
   std::uint64_t connects = 0;             // successful connections (both kinds)
+  std::uint64_t reconnects = 0;           // of those, the ones after a link's first
   std::uint64_t connect_failures = 0;
   std::uint64_t disconnects = 0;          // connections lost after being up
   std::size_t subscriptions = 0;          // channels subscribed, as last reported by Redis
@@ -67,16 +69,25 @@ struct stats {
   bool subscriber_up = false;
 };
 
+// The two connections of a pubsub.
+enum class link : std::uint8_t { publisher, subscriber };
+
 class pubsub : public std::enable_shared_from_this<pubsub> {
  public:
   using clock = std::chrono::steady_clock;
   // Called for every message on a subscribed channel; the views live for the call only.
   using handler = std::function<void(std::string_view channel, std::string_view payload)>;
+  // Called each time a connection is up (connected, authenticated, resubscribed);
+  // `again`: not the first time for that link, i.e. a reconnection.
+  using connect_handler = std::function<void(link which, bool again)>;
 
   pubsub(asio::any_io_executor ex, options o, handler h)
       : ex_(std::move(ex)), opts_(std::move(o)), handler_(std::move(h)), pub_retry_(ex_), sub_retry_(ex_) {}
   pubsub(const pubsub&) = delete;
   pubsub& operator=(const pubsub&) = delete;
+
+  // Set before start().
+  void on_connect(connect_handler h) { on_connect_ = std::move(h); }
 
   // Starts both connections (they keep reconnecting until stop()).
   void start() {
@@ -91,6 +102,7 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
     if (stopped_) return;
     stopped_ = true;
     handler_ = nullptr;
+    on_connect_ = nullptr;
     pub_retry_.cancel();
     sub_retry_.cancel();
     if (pub_) pub_->close("stopped");
@@ -125,20 +137,37 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
     std::optional<long long> out;
     if (!send_publish(channel, payload, w)) co_return out;
     co_await w->wait(opts_.request_timeout);
-    out = w->value;
+    if (w->reply && w->reply->type == REDIS_REPLY_INTEGER) out = w->reply->integer;
+    co_return out;
+  }
+
+  // Any other command, on the publisher connection, without waiting; its answer is ignored.
+  // False when the publisher is down or too far behind (nothing is queued for later).
+  bool command(std::span<const std::string_view> args) { return send_command(args, nullptr); }
+  bool command(std::initializer_list<std::string_view> args) {
+    return command(std::span<const std::string_view>(args.begin(), args.size()));
+  }
+
+  // Sends a command and waits (up to request_timeout) for its reply: null when the publisher
+  // is down or Redis did not answer in time. `args` is read before the first suspension.
+  asio::awaitable<reply_ptr> request(const std::vector<std::string_view>& args) {
+    auto self = shared_from_this();
+    auto w = std::make_shared<waiter>(ex_);
+    reply_ptr out;
+    if (!send_command(args, w)) co_return out;
+    co_await w->wait(opts_.request_timeout);
+    out = std::move(w->reply);
     co_return out;
   }
 
   // PUBSUB NUMSUB: how many subscribers `channel` has across Redis (nullopt when Redis did
   // not answer within request_timeout).
   asio::awaitable<std::optional<long long>> numsub(const std::string& channel) {
-    auto self = shared_from_this();
-    auto w = std::make_shared<waiter>(ex_);
+    const std::vector<std::string_view> args{"PUBSUB", "NUMSUB", channel};
+    const reply_ptr r = co_await request(args);
     std::optional<long long> out;
-    if (!pub_ || !pub_->is_open() || !pub_->write_command({"PUBSUB", "NUMSUB", channel})) co_return out;
-    pending_.push_back({request::numsub, w});
-    co_await w->wait(opts_.request_timeout);
-    out = w->value;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[1]->type == REDIS_REPLY_INTEGER)
+      out = r->element[1]->integer;
     co_return out;
   }
 
@@ -150,12 +179,12 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
   struct waiter {
     explicit waiter(const asio::any_io_executor& ex) : timer(ex) {}
     asio::steady_timer timer;
-    std::optional<long long> value;
+    reply_ptr reply;  // null: no answer (or an error answer to a PUBLISH)
     bool done = false;
-    void complete(std::optional<long long> v) {
+    void complete(reply_ptr r) {
       if (done) return;
       done = true;
-      value = v;
+      reply = std::move(r);
       timer.cancel();
     }
     asio::awaitable<void> wait(clock::duration limit) {
@@ -170,9 +199,9 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
   // A connection that lasted this long resets the reconnect backoff.
   static constexpr clock::duration stable_after = std::chrono::seconds(2);
 
-  enum class request : std::uint8_t { publish, numsub, ping, auth };
+  enum class request_kind : std::uint8_t { publish, command, ping };
   struct pending_request {
-    request kind;
+    request_kind kind;
     std::shared_ptr<waiter> w;
   };
 
@@ -192,15 +221,30 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
     }
   };
 
+  bool publisher_can_take() const { return !stopped_ && pub_ && pub_->is_open() && pub_->buffered() <= opts_.max_buffered; }
+
   bool send_publish(std::string_view channel, std::string_view payload, std::shared_ptr<waiter> w) {
-    if (stopped_ || !pub_ || !pub_->is_open() || pub_->buffered() > opts_.max_buffered ||
-        !pub_->write_command({"PUBLISH", channel, payload})) {
+    if (!publisher_can_take() || !pub_->write_command({"PUBLISH", channel, payload})) {
       ++stats_.publish_dropped;
-      if (w) w->complete(std::nullopt);
+      if (w) w->complete(nullptr);
       return false;
     }
-    pending_.push_back({request::publish, std::move(w)});
+    pending_.push_back({request_kind::publish, std::move(w)});
     return true;
+  }
+
+  bool send_command(std::span<const std::string_view> args, std::shared_ptr<waiter> w) {
+    if (!publisher_can_take() || !pub_->write_command(args)) {
+      if (w) w->complete(nullptr);
+      return false;
+    }
+    pending_.push_back({request_kind::command, std::move(w)});
+    return true;
+  }
+
+  void connected(link which, bool again) {
+    if (again) ++stats_.reconnects;
+    if (on_connect_) on_connect_(which, again);
   }
 
   void log(std::string_view line) {
@@ -245,6 +289,7 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
   static asio::awaitable<void> run_publisher(std::shared_ptr<pubsub> self) {
     backoff delays(self->opts_.backoff_min, self->opts_.backoff_max);
     std::uint64_t failures = 0;
+    bool was_up = false;
     while (!self->stopped_) {
       auto c = std::make_shared<connection>(self->ex_);
       self->pub_ = c;
@@ -257,12 +302,13 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
         pubsub* raw = self.get();
         c->keepalive(self->opts_.keepalive, [raw, weak = std::weak_ptr<connection>(c)] {
           auto conn = weak.lock();
-          if (conn && conn->write_command({"PING"})) raw->pending_.push_back({request::ping, nullptr});
+          if (conn && conn->write_command({"PING"})) raw->pending_.push_back({request_kind::ping, nullptr});
         });
+        self->connected(link::publisher, std::exchange(was_up, true));
         for (;;) {
           auto r = co_await c->read();
           if (!r) break;
-          self->on_publisher_reply(r.get());
+          self->on_publisher_reply(std::move(r));
         }
         self->stats_.publisher_up = false;
         ++self->stats_.disconnects;
@@ -282,6 +328,7 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
   static asio::awaitable<void> run_subscriber(std::shared_ptr<pubsub> self) {
     backoff delays(self->opts_.backoff_min, self->opts_.backoff_max);
     std::uint64_t failures = 0;
+    bool was_up = false;
     while (!self->stopped_) {
       auto c = std::make_shared<connection>(self->ex_);
       const bool up = co_await self->open(*c, "subscriber", &failures);
@@ -295,6 +342,7 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
         c->keepalive(self->opts_.keepalive, [weak = std::weak_ptr<connection>(c)] {
           if (auto conn = weak.lock()) conn->write_command({"PING"});
         });
+        self->connected(link::subscriber, std::exchange(was_up, true));
         for (;;) {
           auto r = co_await c->read();
           if (!r) break;
@@ -328,38 +376,25 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
     if (args.size() > 1) sub_->write_command(args);
   }
 
-  void on_publisher_reply(const redisReply* r) {
+  void on_publisher_reply(reply_ptr r) {
     if (pending_.empty()) return;  // nothing asked for it (cannot happen with a sane server)
     pending_request p = std::move(pending_.front());
     pending_.pop_front();
-    switch (p.kind) {
-      case request::publish:
-        if (r->type == REDIS_REPLY_ERROR) {
-          ++stats_.publish_errors;
-          if (p.w) p.w->complete(std::nullopt);
-        } else {
-          ++stats_.published;
-          if (p.w) p.w->complete(r->type == REDIS_REPLY_INTEGER ? std::optional<long long>(r->integer) : std::nullopt);
-        }
-        break;
-      case request::numsub:
-        if (p.w) {
-          std::optional<long long> n;
-          if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[1]->type == REDIS_REPLY_INTEGER)
-            n = r->element[1]->integer;
-          p.w->complete(n);
-        }
-        break;
-      case request::ping:
-      case request::auth:
-        break;
+    if (p.kind == request_kind::publish) {
+      if (r->type == REDIS_REPLY_ERROR) {
+        ++stats_.publish_errors;
+        r.reset();
+      } else {
+        ++stats_.published;
+      }
     }
+    if (p.w) p.w->complete(std::move(r));
   }
 
   void fail_pending() {
     for (auto& p : pending_) {
-      if (p.kind == request::publish) ++stats_.publish_unconfirmed;
-      if (p.w) p.w->complete(std::nullopt);
+      if (p.kind == request_kind::publish) ++stats_.publish_unconfirmed;
+      if (p.w) p.w->complete(nullptr);
     }
     pending_.clear();
   }
@@ -378,6 +413,7 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
   asio::any_io_executor ex_;
   redis::options opts_;
   handler handler_;
+  connect_handler on_connect_;
   asio::steady_timer pub_retry_;
   asio::steady_timer sub_retry_;
   std::shared_ptr<connection> pub_;
