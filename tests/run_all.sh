@@ -15,7 +15,7 @@ for dir in tests/interop tests/browser; do
 done
 # Tests that depend on optional packages are skipped by CMake when those are missing; here
 # they must all be present.
-required_tests=(interop-python interop-node interop-tls browser cluster-redis packaging unit-multi-thread)
+required_tests=(interop-python interop-node interop-tls browser cluster-redis unit-redis-cluster packaging unit-multi-thread readme-snippets)
 
 jobs=$(nproc)
 configs=${HERALD_CONFIGS:-"gcc clang boost asan tsan"}
