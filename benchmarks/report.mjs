@@ -152,7 +152,9 @@ if (failures.length) {
     '> medians below use only the runs that passed. Details under "Failed runs".', '');
 }
 out.push(
-  `Every server speaks uid_push_server's protocol on **one thread**; a fresh server process per run; ` +
+  `Every server speaks uid_push_server's protocol on **one thread**` +
+    (servers.includes('herald-2t') ? ` (except "herald --threads 2": the multi_thread policy on two)` : '') +
+    `; a fresh server process per run; ` +
     `medians of ${runs} run${runs === 1 ? '' : 's'} per server and scenario (interleaved: run r of every server ` +
     `before run r+1). Ratios are to Boost.Beast measured in the same suite; for "lower is better" rows a ratio ` +
     `below 1 means herald uses less. Chart: \`${basename(pngPath)}\`.`,

@@ -18,6 +18,7 @@
 #          --scenarios "hold broadcast unicast churn", --no-install, --out-dir DIR
 # Environment: BUILD_DIR (default build-bench), SESSIONS, and the per-scenario knobs below.
 set -euo pipefail
+ARGS_GIVEN="$*"  # for the report's "command" line
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$ROOT/benchmarks
@@ -277,7 +278,7 @@ done
   printf 'title\therald benchmark suite%s: %s on %s\n' "$( (( QUICK )) && echo ' (quick)')" "$STAMP_DATE" "$HOST"
   printf 'chart_title\therald vs Boost.Beast, websocketpp, Node ws: one server thread, %s sessions, %s-byte messages (%s, %s%s)\n' \
     "$SESSIONS" "$SIZE" "$STAMP_DATE" "$HOST" "$( (( QUICK )) && echo ', quick')"
-  printf 'command\tbash benchmarks/run_suite.sh%s\n' "$( (( QUICK )) && echo ' --quick')"
+  printf 'command\tbash benchmarks/run_suite.sh%s\n' "${ARGS_GIVEN:+ $ARGS_GIVEN}"
   printf 'suite time\t%s s\n' "$((SECONDS - START))"
   printf 'runs\t%s per server and scenario, interleaved (run r of every server before run r+1, server order rotated per run), fresh server process per run\n' "$RUNS"
   printf 'hold\t%s idle logged-in sessions; RSS growth per session 2 s after the last login\n' "$SESSIONS"
