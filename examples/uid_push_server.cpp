@@ -26,6 +26,8 @@
 //   ("/" is index.html; 404 for a missing file, 405 for other methods), e.g. examples/web.
 // --metrics-port P: Prometheus text at http://127.0.0.1:P/metrics (herald_sessions, ...).
 // SIGINT/SIGTERM close every session with 1001 and exit 0.
+// To start your own server from this one, copy it with uid_protocol.hpp (the login rule and
+// the message handling, shared with cluster_node.cpp).
 #include <herald.hpp>
 #if HERALD_EXAMPLE_TLS
 #include <herald/tls.hpp>

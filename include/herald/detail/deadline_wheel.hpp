@@ -12,6 +12,7 @@
 #pragma once
 #include "asio.hpp"
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdint>
