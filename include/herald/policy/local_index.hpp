@@ -2,6 +2,7 @@
 // of the single_thread and redis_cluster policies.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -126,6 +127,12 @@ struct local_index {
     std::size_t queued = 0;
     for (std::size_t i = 0; i < all.size(); ++i) queued += counts_as_queued(all[i].session->send_here(m));
     return queued;
+  }
+
+  // Starts the closing handshake of every indexed session; returns how many.
+  std::size_t close_all(std::uint16_t code, std::string_view reason) const {
+    for (auto& e : all) e.session->close(code, std::string(reason));
+    return all.size();
   }
 
   // ---- queries, the same on every policy built on this index ----

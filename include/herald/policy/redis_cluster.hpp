@@ -212,8 +212,7 @@ class registry<Session, redis_cluster> {
 
   // Starts the closing handshake of every session of this node.
   std::size_t close_all(std::uint16_t code = ws::close_code::going_away, std::string_view reason = "server shutting down") {
-    for (auto& e : state_->all) e.session->close(code, std::string(reason));
-    return session_count();
+    return state_->close_all(code, reason);
   }
 
   // ---- groups: a group spans the nodes; a session leaves its groups when its binding dies ----

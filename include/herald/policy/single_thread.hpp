@@ -74,8 +74,7 @@ class registry<Session, single_thread> {
 
   // Starts the closing handshake of every logged-in session (e.g. 1001 on shutdown).
   std::size_t close_all(std::uint16_t code = ws::close_code::going_away, std::string_view reason = "server shutting down") {
-    for (auto& e : state_->all) e.session->close(code, std::string(reason));
-    return session_count();
+    return state_->close_all(code, reason);
   }
 
   // ---- groups: a session leaves its groups when its binding dies ----
