@@ -39,10 +39,8 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <functional>
 #include <iostream>
 #include <string>
-#include <unordered_set>
 
 #include "uid_protocol.hpp"
 
@@ -52,52 +50,9 @@ using cluster_registry = herald::registry<session, herald::redis_cluster>;
 
 namespace {
 
-using uid_protocol::check_uid;
-using uid_protocol::on_message;
+using uid_protocol::connections;
+using uid_protocol::serve;
 
-// Every open connection, logged in or not, so that shutdown can close them all (one thread).
-struct connections {
-  std::unordered_set<session*> open;
-  bool stopping = false;
-  std::function<void()> on_last_closed;
-
-  struct entry {
-    connections& set;
-    session* s;
-    bool added;
-    entry(connections& c, session& ws) : set(c), s(&ws), added(!c.stopping) {
-      if (added) set.open.insert(s);
-    }
-    ~entry() {
-      if (added) set.open.erase(s);
-      if (set.stopping && set.open.empty() && set.on_last_closed) std::exchange(set.on_last_closed, nullptr)();
-    }
-  };
-
-  void stop(std::function<void()> done) {
-    stopping = true;
-    on_last_closed = std::move(done);
-    for (session* s : open) s->close(herald::ws::close_code::going_away, "server shutting down");
-    if (open.empty() && on_last_closed) std::exchange(on_last_closed, nullptr)();
-  }
-};
-
-asio::awaitable<void> serve(asio::ip::tcp::socket socket, cluster_registry& users, connections& conns,
-                            std::shared_ptr<const herald::session_options> options) {
-  auto ws = co_await herald::accept_websocket(std::move(socket), options);
-  if (!ws) co_return;
-  connections::entry tracked(conns, *ws);
-  if (!tracked.added) {
-    ws->close(herald::ws::close_code::going_away, "server shutting down");
-    while (co_await ws->read()) {
-    }
-    co_return;
-  }
-  auto bound = co_await users.login(*ws, check_uid, 10s);
-  if (!bound) co_return;
-  ws->send("login successful, your uid is " + bound.uid());
-  while (auto msg = co_await ws->read()) on_message(*ws, users, bound, *msg);
-}
 
 struct config {
   std::string address = "0.0.0.0";
@@ -182,8 +137,9 @@ void listen_on(asio::ip::tcp::acceptor& acceptor, const std::string& address, un
 
 int main(int argc, char** argv) {
   const config cfg = parse_args(argc, argv);
-  connections conns;  // before io: session frames that io destroys at the end deregister from it
+  connections<session> conns;  // before io: session frames that io destroys at the end deregister from it
   asio::io_context io(1);
+  conns.open_executor_hint = io.get_executor();
 
   herald::redis_cluster_options rc;
   rc.redis.host = cfg.redis_host;
@@ -209,7 +165,7 @@ int main(int argc, char** argv) {
   std::cout << "cluster_node " << users.node_id() << " listening on " << acceptor.local_endpoint() << " (redis "
             << cfg.redis_host << ":" << cfg.redis_port << ", prefix " << cfg.prefix << ")" << std::endl;
   asio::co_spawn(io, herald::accept_loop(acceptor, [&](asio::ip::tcp::socket s) {
-                   asio::co_spawn(io, serve(std::move(s), users, conns, options), asio::detached);
+                   asio::co_spawn(io, serve<session>(std::move(s), users, conns, options), asio::detached);
                  }), asio::detached);
 
   asio::ip::tcp::acceptor api_acceptor(io);

@@ -1,10 +1,16 @@
 // The uid_push_server protocol, shared by uid_push_server and cluster_node (any registry
-// policy: single_thread, multi_thread, redis_cluster). See uid_push_server.cpp for the table.
+// policy: single_thread, multi_thread, redis_cluster): the login rule, the message handling
+// and the connection loop. See uid_push_server.cpp for the table.
 #pragma once
 #include <herald.hpp>
 
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 
 namespace uid_protocol {
 
@@ -48,6 +54,66 @@ void on_message(Session& ws, Registry& users, typename Registry::binding_type& b
   if (to_group) users.send_to_group(to, m);
   else if (to == "all") users.broadcast(m);
   else users.unicast(to, m);
+}
+
+// Every open connection, logged in or not, so that shutdown can close them all.
+template <class Session>
+struct connections {
+  std::mutex mutex;
+  std::unordered_set<Session*> open;
+  bool stopping = false;
+  std::function<void()> on_last_closed;
+
+  // Registers a session for as long as it lives; false when the server is stopping.
+  struct entry {
+    connections& set;
+    Session* s;
+    bool added;
+    entry(connections& c, Session& ws) : set(c), s(&ws) {
+      std::lock_guard lock(set.mutex);
+      added = !set.stopping;
+      if (added) set.open.insert(s);
+    }
+    ~entry() {
+      std::function<void()> last;
+      {
+        std::lock_guard lock(set.mutex);
+        if (added) set.open.erase(s);
+        if (set.stopping && set.open.empty()) last = set.on_last_closed;
+      }
+      if (last) last();
+    }
+  };
+
+  // Sends 1001 to every open connection; `done` runs once the last one has ended.
+  void stop(std::function<void()> done) {
+    std::lock_guard lock(mutex);
+    stopping = true;
+    on_last_closed = std::move(done);
+    for (Session* s : open) s->close(herald::ws::close_code::going_away, "server shutting down");
+    if (open.empty()) asio::post(open_executor_hint, on_last_closed);
+  }
+  asio::any_io_executor open_executor_hint;
+};
+
+// One connection, from handshake to close. The same code serves both registry policies and
+// both streams (tcp::socket, or herald::tls_stream for wss://).
+template <class Session, class Registry>
+asio::awaitable<void> serve(typename Session::stream_type stream, Registry& users, connections<Session>& conns,
+                            std::shared_ptr<const herald::session_options> options) {
+  auto ws = co_await herald::accept_websocket(std::move(stream), options);
+  if (!ws) co_return;
+  typename connections<Session>::entry tracked(conns, *ws);
+  if (!tracked.added) {  // upgraded just as the server began to stop
+    ws->close(herald::ws::close_code::going_away, "server shutting down");
+    while (co_await ws->read()) {
+    }
+    co_return;
+  }
+  auto bound = co_await users.login(*ws, check_uid, std::chrono::seconds(10));
+  if (!bound) co_return;
+  ws->send("login successful, your uid is " + bound.uid());
+  while (auto msg = co_await ws->read()) on_message(*ws, users, bound, *msg);
 }
 
 }  // namespace uid_protocol

@@ -40,15 +40,12 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <optional>
 #include <sstream>
-#include <mutex>
 #include <thread>
 #include <vector>
 #include <iostream>
 #include <string>
-#include <unordered_set>
 
 #include "uid_protocol.hpp"
 
@@ -57,70 +54,10 @@ using session = herald::ws_session<>;  // plain TCP; with --tls-cert: herald::tl
 
 namespace {
 
-// check_uid (the login rule) and on_message (everything after login) are the protocol's,
+// The connection loop (serve), the login rule and the message handling are the protocol's,
 // shared with cluster_node.
-using uid_protocol::check_uid;
-using uid_protocol::on_message;
-
-// Every open connection, logged in or not, so that shutdown can close them all.
-template <class Session>
-struct connections {
-  std::mutex mutex;
-  std::unordered_set<Session*> open;
-  bool stopping = false;
-  std::function<void()> on_last_closed;
-
-  // Registers a session for as long as it lives; false when the server is stopping.
-  struct entry {
-    connections& set;
-    Session* s;
-    bool added;
-    entry(connections& c, Session& ws) : set(c), s(&ws) {
-      std::lock_guard lock(set.mutex);
-      added = !set.stopping;
-      if (added) set.open.insert(s);
-    }
-    ~entry() {
-      std::function<void()> last;
-      {
-        std::lock_guard lock(set.mutex);
-        if (added) set.open.erase(s);
-        if (set.stopping && set.open.empty()) last = set.on_last_closed;
-      }
-      if (last) last();
-    }
-  };
-
-  // Sends 1001 to every open connection; `done` runs once the last one has ended.
-  void stop(std::function<void()> done) {
-    std::lock_guard lock(mutex);
-    stopping = true;
-    on_last_closed = std::move(done);
-    for (Session* s : open) s->close(herald::ws::close_code::going_away, "server shutting down");
-    if (open.empty()) asio::post(open_executor_hint, on_last_closed);
-  }
-  asio::any_io_executor open_executor_hint;
-};
-
-// One connection, from handshake to close. The same code serves both registry policies and
-// both streams (tcp::socket, or herald::tls_stream for wss://).
-template <class Session, class Registry>
-asio::awaitable<void> serve(typename Session::stream_type stream, Registry& users, connections<Session>& conns,
-                            std::shared_ptr<const herald::session_options> options) {
-  auto ws = co_await herald::accept_websocket(std::move(stream), options);
-  if (!ws) co_return;
-  typename connections<Session>::entry tracked(conns, *ws);
-  if (!tracked.added) {  // upgraded just as the server began to stop
-    ws->close(herald::ws::close_code::going_away, "server shutting down");
-    while (co_await ws->read()) {
-    }
-    co_return;
-  }
-  auto bound = co_await users.login(*ws, check_uid, 10s);
-  if (!bound) co_return;
-  ws->send("login successful, your uid is " + bound.uid());
-  while (auto msg = co_await ws->read()) on_message(*ws, users, bound, *msg);
-}
+using uid_protocol::connections;
+using uid_protocol::serve;
 
 // ---- --metrics-port P: GET /metrics in Prometheus text, one request per connection ----
 
