@@ -127,7 +127,8 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
       : stream_(std::move(stream)),
         options_(std::move(options)),
         parser_(r, ws::parser_limits{options_->max_message_size}),
-        role_(r) {
+        role_(r),
+        write_through_(detail::is_strand(stream_.get_executor())) {
     if constexpr (detail::raw_socket<Stream>) {
       error_code ec;
       stream_.non_blocking(true, ec);
@@ -545,7 +546,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
     queue_.push_back(std::move(m));
     if (writing_ || corked_) return;
     // On a strand the round may end on another thread than the one that corked: write now.
-    if (detail::is_strand(stream_.get_executor())) flush();
+    if (write_through_) flush();
     else cork();
   }
 
@@ -768,6 +769,8 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
   bool activity_ = false;
   bool ping_outstanding_ = false;
   bool holds_limit_slot_ = false;
+  // On a strand: no corking (decided once; the executor never changes).
+  const bool write_through_;
   close_status status_;
   session_stats stats_;
   std::string target_;
