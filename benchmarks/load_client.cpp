@@ -814,15 +814,10 @@ asio::awaitable<void> churn_one(bench& b, churn_slot& slot, std::uint64_t k) {
     b.close_latency.add(std::chrono::duration_cast<std::chrono::nanoseconds>(close_time).count());
     ++b.churn_clean;
   } else {
-    auto& sock = ws->stream();
-    if (k % 4 == 3) {  // RST: SO_LINGER with a zero timeout
-      ::linger lg{1, 0};
-      ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-      ++b.churn_rst;
-    } else {
-      ++b.churn_fin;
-    }
-    sock.close(ec);
+    const bool reset = k % 4 == 3;  // RST: SO_LINGER with a zero timeout
+    if (reset) ++b.churn_rst;
+    else ++b.churn_fin;
+    ws->drop(reset);
   }
   ws.reset();
   b.cycle_latency.add(std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - started).count());

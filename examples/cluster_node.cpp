@@ -157,6 +157,7 @@ int main(int argc, char** argv) {
   herald::session_options so;
   so.metrics = stats;
   so.max_message_size = cfg.max_message;
+  so.send_queue_limit = 4 * cfg.max_message;  // room for several of the largest messages (see uid_push_server)
   so.idle_timeout = std::chrono::seconds(cfg.idle_timeout);
   auto options = std::make_shared<const herald::session_options>(so);
 

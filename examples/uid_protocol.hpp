@@ -33,7 +33,9 @@ void on_message(Session& ws, Registry& users, typename Registry::binding_type& b
     return;
   }
   if (to == "join") {
-    ws.send(users.join(bound, body) ? "joined " + std::string(body) : "error: cannot join '" + std::string(body) + "'");
+    if (users.is_member(bound, body)) ws.send("already in " + std::string(body));
+    else if (users.join(bound, body)) ws.send("joined " + std::string(body));
+    else ws.send("error: cannot join '" + std::string(body) + "' (a group name is 1 to 128 bytes, no control characters)");
     return;
   }
   if (to == "leave") {

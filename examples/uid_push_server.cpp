@@ -25,6 +25,13 @@
 // --web DIR: plain HTTP GET requests on the same port are answered with files from DIR
 //   ("/" is index.html; 404 for a missing file, 405 for other methods), e.g. examples/web.
 // --metrics-port P: Prometheus text at http://127.0.0.1:P/metrics (herald_sessions, ...).
+// --send-queue-limit BYTES (default 4 x --max-message): bytes that may wait behind the frame
+//   being written to a session; a reader that falls further behind is closed with 1008. Any
+//   single message is always accepted, so keep it at several times --max-message.
+// --origin ORIGIN (repeatable): only browsers on these origins may connect (else HTTP 403);
+//   without it any origin is accepted.
+// --rate-limit N: at most N messages per second per session (a burst of N); a session that
+//   sends faster is closed with 1008 "rate limit exceeded". Default: off.
 // SIGINT/SIGTERM close every session with 1001 and exit 0.
 // To start your own server from this one, copy it with uid_protocol.hpp (the login rule and
 // the message handling, shared with cluster_node.cpp).
@@ -183,13 +190,17 @@ struct config {
   std::string tls_cert, tls_key;
   std::string web_dir;  // canonical, when set
   unsigned short metrics_port = 0;
+  std::size_t send_queue_limit = 0;  // 0: 4 x max_message
+  std::vector<std::string> origins;
+  double rate_limit = 0;
 };
 
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr,
                "uid_push_server: %s\nusage: uid_push_server [--address A] [--port P] "
                "[--duplicates multi|replace|reject] [--max-message BYTES] [--idle-timeout SECONDS] "
-               "[--threads N] [--handshake-timeout SECONDS] [--tls-cert FILE --tls-key FILE] [--web DIR] [--metrics-port P]\n",
+               "[--threads N] [--handshake-timeout SECONDS] [--tls-cert FILE --tls-key FILE] [--web DIR] [--metrics-port P] "
+               "[--send-queue-limit BYTES] [--origin ORIGIN]... [--rate-limit N]\n",
                why);
   std::exit(2);
 }
@@ -213,6 +224,12 @@ config parse_args(int argc, char** argv) {
     else if (a == "--tls-cert") c.tls_cert = value();
     else if (a == "--tls-key") c.tls_key = value();
     else if (a == "--metrics-port") c.metrics_port = static_cast<unsigned short>(std::stoi(value()));
+    else if (a == "--send-queue-limit") c.send_queue_limit = std::stoul(value());
+    else if (a == "--origin") c.origins.push_back(value());
+    else if (a == "--rate-limit") {
+      c.rate_limit = std::stod(value());
+      if (!(c.rate_limit > 0)) usage("--rate-limit takes a number of messages per second above 0");
+    }
     else if (a == "--web") {
       std::error_code ec;
       const auto dir = std::filesystem::canonical(value(), ec);
@@ -240,6 +257,10 @@ int run(const config& cfg, std::vector<std::unique_ptr<asio::io_context>>& conte
   herald::session_options so;
   so.metrics = stats;
   so.max_message_size = cfg.max_message;
+  // What waits behind the frame being written: room for several of the largest messages.
+  so.send_queue_limit = cfg.send_queue_limit ? cfg.send_queue_limit : 4 * cfg.max_message;
+  so.allowed_origins = cfg.origins;
+  so.rate_limit.messages_per_second = cfg.rate_limit;
   so.idle_timeout = std::chrono::seconds(cfg.idle_timeout);
   so.handshake_timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       std::chrono::duration<double>(cfg.handshake_timeout));

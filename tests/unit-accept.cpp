@@ -319,7 +319,7 @@ TEST_CASE("session_limit: past the cap the upgrade is answered 503; a freed slot
     REQUIRE(co_await eventually([&] { return limit->live() == 2; }));
     auto fifth = co_await login_client(server, "c3");
     CHECK(limit->live() == 3);
-    clients[1]->stream().close();
+    clients[1]->drop();
     REQUIRE(co_await eventually([&] { return limit->live() == 2; }));
     auto sixth = co_await login_client(server, "c4");
     CHECK(limit->live() == 3);

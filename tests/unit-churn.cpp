@@ -53,14 +53,11 @@ TEST_CASE("churn: 5 rounds of 500 clients leave nothing behind") {
               }
               break;
             case departure::fin:
-              c->stream().close();
+              c->drop();
               break;
-            case departure::reset: {
-              herald::error_code ec;
-              c->stream().set_option(asio::socket_base::linger(true, 0), ec);  // close sends RST
-              c->stream().close(ec);
+            case departure::reset:
+              c->drop(true);  // RST
               break;
-            }
           }
           ++left;
         }, [&](std::exception_ptr e) {

@@ -158,7 +158,7 @@ TEST_CASE("multi_thread: unicast and broadcast from every thread, exact counts")
     // Leave: half cleanly, half abruptly; everything is unbound on the lanes' threads.
     for (std::size_t i = 0; i < clients.size(); ++i) {
       if (i % 2) clients[i]->ws->close(herald::ws::close_code::normal, "bye");
-      else clients[i]->ws->stream().close();
+      else clients[i]->ws->drop();
     }
     REQUIRE(co_await eventually([&] { return users.session_count() == 0 && users.uid_count() == 0; }, 30000ms));
     CHECK(users.unicast("u1", "nobody") == 0);
@@ -323,4 +323,179 @@ TEST_CASE("sessions on strands of one io_context run by two threads") {
   for (auto& t : threads) t.join();
   std::lock_guard lock(mutex);
   CHECK(server_sessions.size() == clients_n);
+}
+
+namespace {
+
+// A server on one thread with any registry policy made on that thread's io_context; its
+// sessions obey "u:<uid>:<text>" (unicast from the session's thread, as clients talk).
+template <class Registry>
+struct one_thread_server {
+  asio::io_context io{1};
+  asio::executor_work_guard<asio::io_context::executor_type> guard = asio::make_work_guard(io);
+  Registry users;
+  tcp::acceptor acceptor{io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)};
+  std::thread thread;
+
+  template <class... Args>
+  explicit one_thread_server(Args&&... args) : users(make(io, std::forward<Args>(args)...)) {
+    asio::co_spawn(io, herald::accept_loop(acceptor, [this](tcp::socket s) {
+                     asio::co_spawn(io, serve(std::move(s)), asio::detached);
+                   }), asio::detached);
+    thread = std::thread([this] { io.run(); });
+  }
+  ~one_thread_server() {
+    asio::post(io, [this] { acceptor.close(); });
+    guard.reset();
+    io.stop();
+    thread.join();
+  }
+  static Registry make(asio::io_context&) { return Registry(); }
+  static Registry make(asio::io_context& ctx, bool lanes) {
+    (void)lanes;
+    return Registry(std::vector<asio::any_io_executor>{ctx.get_executor()});
+  }
+  unsigned short port() const { return acceptor.local_endpoint().port(); }
+
+  asio::awaitable<void> serve(tcp::socket s) {
+    auto ws = co_await herald::accept_websocket(std::move(s));
+    if (!ws) co_return;
+    auto bound = co_await users.login(*ws, [](std::string_view first) { return std::string(first); }, 5s);
+    if (!bound) co_return;
+    while (auto msg = co_await ws->read()) {
+      const std::string_view m = msg->text();
+      if (m.rfind("u:", 0) == 0) {
+        auto [to, body] = herald::split_target(m.substr(2));
+        users.unicast(to, body);
+      }
+    }
+  }
+};
+
+// Two worker threads (neither the server's nor the clients') broadcast, unicast and query
+// while the clients talk to each other through the server; every message is counted.
+template <class Server>
+void workers_push_while_clients_talk(Server& server) {
+  auto& users = server.users;
+  static constexpr int clients_n = 12, talk = 30, rounds = 150, workers_n = 2;
+  asio::io_context client_io;
+  run(client_io, [&]() -> asio::awaitable<void> {
+    std::vector<std::shared_ptr<recording_client>> clients;
+    for (int i = 0; i < clients_n; ++i) clients.push_back(co_await connect_recording(server.port(), "c" + std::to_string(i)));
+    // Queries from this thread (not the server's) wait for the server's answer.
+    REQUIRE(co_await eventually([&] { return users.session_count() == clients_n; }));
+    CHECK(users.uid_count() == clients_n);
+    CHECK(users.online("c3"));
+    CHECK(!users.online("nobody"));
+    CHECK(users.sessions_of("c5") == 1);
+
+    // First alone, while the server's thread is idle: a write corked on the wrong thread
+    // used to leave the session muted for good.
+    std::thread([&users] {
+      users.broadcast("alone b");
+      users.unicast("c0", "alone u");
+    }).join();
+    REQUIRE(co_await eventually([&] {
+      for (auto& c : clients)
+        if (c->got.size() < 1 + (c == clients[0] ? 1u : 0u)) return false;
+      return true;
+    }));
+    for (auto& c : clients) {
+      CHECK(c->got[0] == "alone b");
+      c->got.erase(c->got.begin());
+    }
+    CHECK(clients[0]->got == std::vector<std::string>{"alone u"});
+    clients[0]->got.clear();
+
+    std::atomic<int> wrong_answers{0};
+    std::vector<std::thread> workers;
+    for (int w = 0; w < workers_n; ++w) {
+      workers.emplace_back([&users, &wrong_answers, w] {
+        for (int r = 0; r < rounds; ++r) {
+          users.broadcast("w" + std::to_string(w) + " b" + std::to_string(r));
+          users.unicast("c" + std::to_string(r % clients_n), "w" + std::to_string(w) + " u" + std::to_string(r));
+          if (!users.online("c" + std::to_string(r % clients_n)) || users.uid_count() != clients_n) ++wrong_answers;
+        }
+      });
+    }
+    // Meanwhile every client talks to the next one, through the server's thread.
+    for (int i = 0; i < clients_n; ++i)
+      for (int k = 0; k < talk; ++k)
+        clients[i]->ws->send("u:c" + std::to_string((i + 1) % clients_n) + ":talk " + std::to_string(i) + " " + std::to_string(k));
+
+    // Wait for the workers without blocking this thread's io_context (the clients read on it).
+    std::atomic<bool> joined{false};
+    std::thread joiner([&] {
+      for (auto& t : workers) t.join();
+      joined = true;
+    });
+    const bool done = co_await eventually([&] { return joined.load(); }, 60000ms);
+    joiner.join();
+    REQUIRE(done);
+    CHECK(wrong_answers == 0);
+
+    auto expected = [&](int i) {
+      std::size_t n = workers_n * rounds + talk;  // every broadcast, and the talk of the previous client
+      for (int r = 0; r < rounds; ++r)
+        if (r % clients_n == i) n += workers_n;
+      return n;
+    };
+    REQUIRE(co_await eventually([&] {
+      for (int i = 0; i < clients_n; ++i)
+        if (clients[i]->got.size() < expected(i)) return false;
+      return true;
+    }, 60000ms));
+    for (int i = 0; i < clients_n; ++i) {
+      std::multiset<std::string> got(clients[i]->got.begin(), clients[i]->got.end());
+      CHECK(clients[i]->got.size() == expected(i));
+      int missing = 0, twice = 0;
+      auto once = [&](const std::string& m) {
+        const auto n = got.count(m);
+        missing += n == 0;
+        twice += n > 1;
+      };
+      for (int w = 0; w < workers_n; ++w)
+        for (int r = 0; r < rounds; ++r) {
+          once("w" + std::to_string(w) + " b" + std::to_string(r));
+          if (r % clients_n == i) once("w" + std::to_string(w) + " u" + std::to_string(r));
+        }
+      const int from = (i + clients_n - 1) % clients_n;
+      for (int k = 0; k < talk; ++k) once("talk " + std::to_string(from) + " " + std::to_string(k));
+      CHECK(missing == 0);
+      CHECK(twice == 0);
+      // Each worker's broadcasts arrive in the order it sent them.
+      for (int w = 0; w < workers_n; ++w) {
+        int last = -1, out_of_order = 0;
+        for (auto& m : clients[i]->got) {
+          const std::string prefix = "w" + std::to_string(w) + " b";
+          if (m.rfind(prefix, 0) != 0) continue;
+          const int r = std::stoi(m.substr(prefix.size()));
+          out_of_order += r < last;
+          last = r;
+        }
+        CHECK(out_of_order == 0);
+      }
+    }
+    // A query for something absent, and close_all, from this thread.
+    CHECK(users.sessions_of("nobody") == 0);
+    CHECK(users.close_all(herald::ws::close_code::going_away, "bye") <= clients_n);
+    REQUIRE(co_await eventually([&] {
+      for (auto& c : clients)
+        if (!c->ended) return false;
+      return true;
+    }, 30000ms));
+    for (auto& c : clients) CHECK(c->why.code == 1001);
+  });
+}
+
+}  // namespace
+
+TEST_CASE("single_thread: worker threads broadcast, unicast and query while clients talk") {
+  one_thread_server<herald::registry<session, herald::single_thread>> server;
+  workers_push_while_clients_talk(server);
+}
+
+TEST_CASE("multi_thread: threads that are no lane broadcast, unicast and query while clients talk") {
+  one_thread_server<herald::registry<session, herald::multi_thread>> server(true);
+  workers_push_while_clients_talk(server);
 }

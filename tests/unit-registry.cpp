@@ -98,7 +98,7 @@ TEST_CASE_TEMPLATE("a closed session's uid is unbound", Policy, herald::single_t
     CHECK(server.ended["gone"][0].reason == "bye");
 
     // An abrupt end (no close frame) unbinds too.
-    b->stream().close();
+    b->drop();
     REQUIRE(co_await eventually([&] { return !server.users.online("stays"); }));
     CHECK(server.ended["stays"][0].code == 1006);
     CHECK(server.users.session_count() == 0);
@@ -417,7 +417,7 @@ TEST_CASE_TEMPLATE("metrics: counts after a scripted run", Policy, herald::singl
 
     a->close(1000, "bye");
     CHECK(!(co_await a->read()));
-    b->stream().close();  // abrupt
+    b->drop();  // abrupt
     REQUIRE(co_await eventually([&] { return m->snapshot().sessions == 1; }));
     auto s2 = m->snapshot();
     CHECK(s2.slow_consumer_closes == 1);

@@ -48,7 +48,6 @@
 
 namespace herald {
 
-using namespace std::chrono_literals;
 
 struct http_api_options {
   // Requests must carry "Authorization: Bearer <api_key>". An empty key refuses everything.
@@ -56,9 +55,9 @@ struct http_api_options {
   std::size_t max_body_size = 64 * 1024;  // beyond: 413
   std::size_t max_head_size = 8 * 1024;   // beyond: 431
   // To receive one request (head and body) once its first byte has arrived, and to send the answer.
-  std::chrono::steady_clock::duration request_timeout = 10s;
+  std::chrono::steady_clock::duration request_timeout = std::chrono::seconds(10);
   // A keep-alive connection idle for this long is closed.
-  std::chrono::steady_clock::duration idle_timeout = 30s;
+  std::chrono::steady_clock::duration idle_timeout = std::chrono::seconds(30);
   // Optional cap on concurrent API connections; past it: 503 and close.
   std::shared_ptr<session_limit> limit;
 };

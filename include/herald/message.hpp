@@ -11,6 +11,7 @@
 #include <string_view>
 #include <utility>
 
+#include "detail/utf8.hpp"
 #include "websocket/frame.hpp"
 
 namespace herald {
@@ -26,7 +27,13 @@ class message {
   }
   ~message() { release(); }
 
-  static message text(std::string_view payload) { return make(ws::opcode::text, payload.data(), payload.size()); }
+  // A text message; its payload must be UTF-8 (RFC 6455 section 8.1). For bytes that are not,
+  // an empty message (operator bool false), which send() refuses as send_result::invalid and
+  // the registries deliver to nobody: herald never puts an invalid text frame on the wire.
+  static message text(std::string_view payload) {
+    if (!detail::is_valid_utf8(payload.data(), payload.size())) return message{};
+    return make(ws::opcode::text, payload.data(), payload.size());
+  }
   static message binary(std::span<const std::uint8_t> payload) { return make(ws::opcode::binary, payload.data(), payload.size()); }
   static message binary(std::string_view payload) { return make(ws::opcode::binary, payload.data(), payload.size()); }
   static message ping(std::string_view payload = {}) { return make(ws::opcode::ping, payload.data(), clamp_control(payload.size())); }
@@ -35,6 +42,7 @@ class message {
   static message close(std::uint16_t code, std::string_view reason = {}) {
     if (code == ws::close_code::no_status || !ws::is_valid_close_code(code)) return make(ws::opcode::close, nullptr, 0);
     reason = fit_reason(reason);
+    if (!detail::is_valid_utf8(reason.data(), reason.size())) reason = {};  // the reason is text too
     char buf[ws::max_control_payload];
     buf[0] = static_cast<char>(code >> 8);
     buf[1] = static_cast<char>(code & 0xFF);

@@ -41,26 +41,33 @@ struct metrics_snapshot {
   std::uint64_t closes_server = 0;       // 1011
   std::uint64_t closes_application = 0; // 3000-4999 (4000: replaced by a newer login)
 
-  // Prometheus text exposition format (version 0.0.4); every name starts with herald_.
+  std::uint64_t rate_limited_closes = 0;    // sessions closed for exceeding their inbound rate limit
+
+  // Prometheus text exposition format (version 0.0.4); every name starts with herald_. Each
+  // family has exactly one HELP and one TYPE line, before its samples.
   std::string prometheus() const {
     std::string out;
-    auto metric = [&out](const char* name, const char* type, const char* help, auto value, const char* labels = nullptr) {
-      if (!labels || std::string_view(labels).find("normal") != std::string_view::npos) {
-        out += "# HELP ";
-        out += name;
-        out += ' ';
-        out += help;
-        out += "\n# TYPE ";
-        out += name;
-        out += ' ';
-        out += type;
-        out += '\n';
-      }
+    auto family = [&out](const char* name, const char* type, const char* help) {
+      out += "# HELP ";
       out += name;
-      if (labels) out += labels;
+      out += ' ';
+      out += help;
+      out += "\n# TYPE ";
+      out += name;
+      out += ' ';
+      out += type;
+      out += '\n';
+    };
+    auto sample = [&out](const char* name, auto value, const char* labels = "") {
+      out += name;
+      out += labels;
       out += ' ';
       out += std::to_string(value);
       out += '\n';
+    };
+    auto metric = [&](const char* name, const char* type, const char* help, auto value) {
+      family(name, type, help);
+      sample(name, value);
     };
     metric("herald_sessions", "gauge", "Open WebSocket sessions.", sessions);
     metric("herald_uids", "gauge", "User ids with at least one session.", uids);
@@ -73,14 +80,16 @@ struct metrics_snapshot {
     metric("herald_bytes_out_total", "counter", "Payload bytes written to peers.", bytes_out);
     metric("herald_dropped_total", "counter", "Messages not sent: queue full or session closing.", dropped);
     metric("herald_slow_consumer_closes_total", "counter", "Sessions closed at their send queue limit.", slow_consumer_closes);
+    metric("herald_rate_limited_closes_total", "counter", "Sessions closed for exceeding their inbound rate limit.", rate_limited_closes);
     metric("herald_handshakes_refused_total", "counter", "Upgrade requests answered with an HTTP error.", handshakes_refused);
     metric("herald_redis_reconnects_total", "counter", "Reconnections to Redis.", redis_reconnects);
-    metric("herald_closes_total", "counter", "Sessions ended, by close code class.", closes_normal, "{class=\"normal\"}");
-    metric("herald_closes_total", "counter", "", closes_protocol, "{class=\"protocol\"}");
-    metric("herald_closes_total", "counter", "", closes_policy, "{class=\"policy\"}");
-    metric("herald_closes_total", "counter", "", closes_abnormal, "{class=\"abnormal\"}");
-    metric("herald_closes_total", "counter", "", closes_server, "{class=\"server\"}");
-    metric("herald_closes_total", "counter", "", closes_application, "{class=\"application\"}");
+    family("herald_closes_total", "counter", "Sessions ended, by close code class.");
+    sample("herald_closes_total", closes_normal, "{class=\"normal\"}");
+    sample("herald_closes_total", closes_protocol, "{class=\"protocol\"}");
+    sample("herald_closes_total", closes_policy, "{class=\"policy\"}");
+    sample("herald_closes_total", closes_abnormal, "{class=\"abnormal\"}");
+    sample("herald_closes_total", closes_server, "{class=\"server\"}");
+    sample("herald_closes_total", closes_application, "{class=\"application\"}");
     return out;
   }
 };
@@ -107,6 +116,7 @@ class metrics {
     closes_abnormal,
     closes_server,
     closes_application,
+    rate_limited_closes,
     count_
   };
 
@@ -158,6 +168,7 @@ class metrics {
     m.closes_abnormal = u(closes_abnormal);
     m.closes_server = u(closes_server);
     m.closes_application = u(closes_application);
+    m.rate_limited_closes = u(rate_limited_closes);
     return m;
   }
 

@@ -8,12 +8,17 @@
 // way the session's coroutine ends. Where the sessions live is the Policy's business
 // (policy/single_thread.hpp, policy/multi_thread.hpp); the API is the same for all.
 #pragma once
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -43,7 +48,16 @@ struct registry_options {
   std::size_t max_uid_size = 128;
   // Group names follow the same rule as uids, with this limit.
   std::size_t max_group_size = 128;
-  // Optional counters and gauges: logins, uids (see metrics.hpp).
+  // How long an awaitable authenticator may take once the first message has arrived (the
+  // login deadline, login()'s third argument, covers only the first message's arrival). Past
+  // it the session is closed with 1011 "authentication timed out". A plain (synchronous)
+  // authenticator runs inline and is not bounded.
+  std::chrono::steady_clock::duration auth_timeout = std::chrono::seconds(10);
+  // Told of an exception thrown by the authenticator (the session is closed with 1011
+  // "internal error"; the binding's status() says what was thrown). Optional.
+  std::function<void(std::exception_ptr)> on_authenticator_error{};
+  // Optional counters and gauges: logins, uids (see metrics.hpp). Unset, the registry counts
+  // into the session_options::metrics of the sessions that log in.
   std::shared_ptr<herald::metrics> metrics{};
 };
 
@@ -66,6 +80,11 @@ struct login_verdict {
 // Policies (defined in policy/*.hpp).
 struct single_thread;
 struct multi_thread;
+
+namespace detail {
+template <class Session, class Policy, class State>
+class one_thread_registry;
+}  // namespace detail
 
 namespace detail {
 template <class T>
@@ -91,30 +110,101 @@ inline bool valid_uid(std::string_view uid, const registry_options& o) noexcept 
 inline void count(const registry_options& o, metrics::id which, std::int64_t v = 1) noexcept {
   if (o.metrics) o.metrics->add(which, v);
 }
+// Into the registry's metrics, or else the session's: one metrics object in session_options
+// serves both.
+template <class Session>
+void count(const registry_options& o, const Session& s, metrics::id which, std::int64_t v = 1) noexcept {
+  if (o.metrics) o.metrics->add(which, v);
+  else if (s.options().metrics) s.options().metrics->add(which, v);
+}
 
-// The first half of every policy's login: read the first message within `deadline` and
-// ask the authenticator. `ended` means the session ended first (status() says why).
+// The first half of every policy's login: read the first message within `deadline`, then ask
+// the authenticator (an awaitable one within options.auth_timeout). `ended` means the session
+// ended first (status() says why); otherwise a verdict without a uid is refused with `code`
+// and the verdict's reason, and `detail` (when set) is what the application's binding status
+// says instead of that reason.
 struct first_message_verdict {
   login_verdict verdict;
   bool ended = false;
+  std::uint16_t code = ws::close_code::policy_violation;
+  std::string detail;
 };
+
+// An awaitable authenticator runs in a coroutine of its own, which owns everything it uses, so
+// that login can stop waiting for it at auth_timeout.
+template <class Authenticate>
+struct auth_call {
+  auth_call(Authenticate a, std::string t, const asio::any_io_executor& ex) : authenticate(std::move(a)), text(std::move(t)), done(ex) {}
+  Authenticate authenticate;
+  std::string text;
+  asio::steady_timer done;  // cancelled when the answer is in
+  std::optional<login_verdict> verdict;
+  std::exception_ptr error;
+  bool finished = false;
+};
+
+template <class Authenticate>
+asio::awaitable<void> run_authenticator(std::shared_ptr<auth_call<Authenticate>> call) {
+  try {
+    call->verdict.emplace(co_await call->authenticate(std::string_view(call->text)));
+  } catch (...) {
+    call->error = std::current_exception();
+  }
+  call->finished = true;
+  call->done.cancel();
+}
+
+inline std::string what_of(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return x.what();
+  } catch (...) {
+    return "an exception that is not a std::exception";
+  }
+}
 
 template <class Session, class Authenticate>
 asio::awaitable<first_message_verdict> judge_first_message(Session& s, Authenticate& authenticate,
                                                            std::chrono::steady_clock::duration deadline,
                                                            const registry_options& options) {
-  s.expect_message_within(deadline);
+  session_access::expect_first_message(s, deadline);
   auto first = co_await s.read();
   first_message_verdict out;
   if (!first) {
     out.ended = true;
     co_return out;
   }
+  // The first message came in time: the deadline is met, whatever the authenticator takes.
+  session_access::expect_idle(s);
+  std::exception_ptr error;
   using answer = std::invoke_result_t<Authenticate&, std::string_view>;
   if constexpr (is_awaitable<answer>::value) {
-    out.verdict = login_verdict(co_await authenticate(first->text()));
+    auto call = std::make_shared<auth_call<Authenticate>>(authenticate, std::move(first->data), s.get_executor());
+    call->done.expires_after(options.auth_timeout);
+    asio::co_spawn(s.get_executor(), run_authenticator(call), asio::detached);
+    error_code ec;
+    co_await call->done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (!call->finished) {
+      out.code = ws::close_code::internal_error;
+      out.verdict = login_verdict::refuse("authentication timed out");
+      co_return out;
+    }
+    error = call->error;
+    if (!error) out.verdict = std::move(*call->verdict);
   } else {
-    out.verdict = login_verdict(authenticate(first->text()));
+    try {
+      out.verdict = login_verdict(authenticate(first->text()));
+    } catch (...) {
+      error = std::current_exception();
+    }
+  }
+  if (error) {
+    if (options.on_authenticator_error) options.on_authenticator_error(error);
+    out.code = ws::close_code::internal_error;
+    out.verdict = login_verdict::refuse("internal error");
+    out.detail = "the authenticator threw: " + what_of(error);
+    co_return out;
   }
   if (!out.verdict.uid) {
     if (out.verdict.reason.empty()) out.verdict.reason = "login refused";
@@ -123,6 +213,99 @@ asio::awaitable<first_message_verdict> judge_first_message(Session& s, Authentic
   }
   co_return out;
 }
+
+// The thread that owns a registry whose sessions all live on one thread (single_thread,
+// redis_cluster). Calls from elsewhere are handed to it: sends are posted, queries wait for
+// its answer. On its own thread a call costs one check of the current thread.
+class owner_thread {
+ public:
+  owner_thread() = default;
+  explicit owner_thread(asio::any_io_executor ex) { adopt(std::move(ex)); }
+
+  // Called on the owner's thread (at the first login, when the registry was made without an
+  // executor); the executor never changes afterwards.
+  void adopt(asio::any_io_executor ex) {
+    if (known()) return;
+    ex_ = std::move(ex);
+    if (auto* io = target_of<asio::io_context::executor_type>(ex_)) context_ = &io->context();
+    known_.store(true, std::memory_order_release);
+  }
+  // Whether the executor of a session logging in is the owner's.
+  bool is_owner(const asio::any_io_executor& ex) const {
+    return &asio::query(ex, asio::execution::context) == &asio::query(ex_, asio::execution::context);
+  }
+  // No login yet: there is nothing in the registry, and nothing to touch.
+  bool known() const noexcept { return known_.load(std::memory_order_acquire); }
+  bool here() const noexcept {
+    return context_ ? context_->get_executor().running_in_this_thread() : running_in(ex_);
+  }
+  // The owner's io_context has stopped (or its executor is not an io_context's: false).
+  bool stopped() const noexcept { return context_ && context_->stopped(); }
+  const asio::any_io_executor& executor() const noexcept { return ex_; }
+
+  // Runs `f()` on the owner's thread later (from another thread).
+  template <class F>
+  void post(F&& f) const {
+    asio::post(ex_, std::forward<F>(f));
+  }
+
+  // Runs `f()` on the owner's thread and waits for its result (from another thread). If the
+  // owner's io_context is stopped, or destroys the call unrun, gives `fallback` instead of
+  // waiting for ever (and `f` is then never called).
+  template <class R, class F>
+  R ask(F f, R fallback = R{}) const {
+    struct pending {
+      std::mutex mutex;
+      std::condition_variable ready;
+      std::optional<R> value;
+      std::exception_ptr error;
+      bool done = false;
+      bool abandoned = false;
+    };
+    // Tells the asker when it is destroyed without having run (its io_context went away).
+    struct call {
+      std::shared_ptr<pending> p;
+      F* f;
+      call(std::shared_ptr<pending> q, F* g) : p(std::move(q)), f(g) {}
+      call(call&& o) noexcept : p(std::move(o.p)), f(o.f) {}
+      call& operator=(call&&) = delete;
+      void operator()() {
+        auto q = std::move(p);
+        std::lock_guard lock(q->mutex);
+        if (q->abandoned) return;
+        try {
+          q->value.emplace((*f)());
+        } catch (...) {
+          q->error = std::current_exception();
+        }
+        q->done = true;
+        q->ready.notify_all();
+      }
+      ~call() {
+        if (!p) return;
+        std::lock_guard lock(p->mutex);
+        p->done = true;
+        p->ready.notify_all();
+      }
+    };
+    auto p = std::make_shared<pending>();
+    asio::post(ex_, call(p, &f));
+    std::unique_lock lock(p->mutex);
+    while (!p->ready.wait_for(lock, std::chrono::milliseconds(20), [&p] { return p->done; })) {
+      if (context_ && context_->stopped()) {
+        p->abandoned = true;
+        return fallback;
+      }
+    }
+    if (p->error) std::rethrow_exception(p->error);
+    return p->value ? std::move(*p->value) : fallback;
+  }
+
+ private:
+  asio::any_io_executor ex_;
+  asio::io_context* context_ = nullptr;  // the fast path of here() for io_context executors
+  std::atomic<bool> known_{false};
+};
 
 inline std::size_t counts_as_queued(send_result r) noexcept {
   return r == send_result::queued || r == send_result::posted;
@@ -136,7 +319,7 @@ class registry;
 // shares the registry's state, so it may even outlive the registry object (as coroutine
 // frames destroyed with their io_context do).
 template <class Session, class Policy = single_thread>
-class binding {
+class [[nodiscard]] binding {
   using state_type = typename registry<Session, Policy>::state;
   using node_type = typename state_type::node;
 
@@ -157,7 +340,12 @@ class binding {
   ~binding() { reset(); }
 
   explicit operator bool() const noexcept { return node_ != nullptr; }
-  const std::string& uid() const noexcept { return node_->uid; }
+  // The bound uid; empty for an empty binding.
+  const std::string& uid() const noexcept {
+    static const std::string none;
+    return node_ ? node_->uid : none;
+  }
+  // The bound session. Precondition: the binding is not empty.
   Session& session() const noexcept { return *node_->session; }
   // Why login failed (when this binding is empty).
   const close_status& status() const noexcept { return why_; }
@@ -171,6 +359,8 @@ class binding {
 
  private:
   friend class registry<Session, Policy>;
+  template <class, class, class>
+  friend class detail::one_thread_registry;
   binding(std::shared_ptr<state_type> st, node_type* n) noexcept : state_(std::move(st)), node_(n) {}
 
   std::shared_ptr<state_type> state_;

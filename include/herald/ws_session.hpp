@@ -33,11 +33,14 @@
 
 namespace herald {
 
-// Why a session ended: the close code (sent or received; 1006 when the connection was lost
-// without a close frame) and its reason.
+// Why a session ended. `code` is the WebSocket close code (sent or received; 1006 when the
+// connection was lost without a close frame; 0 when no WebSocket was ever opened). A refused
+// or answered upgrade request has its HTTP status in `http_status` (400, 403, 426, 431, 503,
+// or the status of an http_fallback answer), kept apart from close codes.
 struct close_status {
   std::uint16_t code = 0;
   std::string reason;
+  int http_status = 0;
 };
 
 // A whole message received from the peer.
@@ -73,6 +76,7 @@ enum class send_result : std::uint8_t {
   posted,   // handed to the session's thread (called from another thread)
   dropped,  // the queue was full (counted; the session may be closing as a slow consumer)
   closed,   // the session no longer sends
+  invalid,  // refused: an empty message (e.g. message::text of bytes that are not UTF-8)
 };
 
 struct session_stats {
@@ -111,11 +115,18 @@ auto& lowest_layer(S& s) {
 // Per-session application data for sessions that need none.
 struct no_user_data {};
 
+namespace detail {
+// What the registry policies may do to a session that applications may not: deliver on the
+// session's own thread without the thread check, and move its deadline between phases.
+struct session_access;
+}  // namespace detail
+
 // `UserData` is the application's own state carried by each session (like uWebSockets'
 // ws<UserData>): typed, default-constructed, reached with data().
 template <class Stream = asio::ip::tcp::socket, class UserData = no_user_data>
 class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserData>>, private detail::deadline_hook {
   friend class detail::deadline_wheel<ws_session>;
+  friend struct detail::session_access;
 
  public:
   using stream_type = Stream;
@@ -145,8 +156,8 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
   // Server side: runs the opening handshake within options.handshake_timeout. Bad requests are
   // answered with an HTTP error (400 with the reason, 426 for a wrong version, 431 for an
   // oversize head) and give nullptr; `why` (optional) tells what happened.
-  static asio::awaitable<std::shared_ptr<ws_session>> accept(Stream stream, std::shared_ptr<const session_options> options,
-                                                             close_status* why = nullptr) {
+  [[nodiscard]] static asio::awaitable<std::shared_ptr<ws_session>> accept(Stream stream, std::shared_ptr<const session_options> options,
+                                                                           close_status* why = nullptr) {
     auto self = std::make_shared<ws_session>(std::move(stream), std::move(options), ws::role::server);
     const bool ok = co_await self->server_handshake();
     if (why) *why = self->status_;
@@ -155,9 +166,9 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
 
   // Client side (tests, benchmarks, server-to-server): sends the upgrade request for `host`
   // and `target` over a connected stream and checks the answer.
-  static asio::awaitable<std::shared_ptr<ws_session>> connect(Stream stream, std::string host, std::string target,
-                                                              std::shared_ptr<const session_options> options,
-                                                              close_status* why = nullptr) {
+  [[nodiscard]] static asio::awaitable<std::shared_ptr<ws_session>> connect(Stream stream, std::string host, std::string target,
+                                                                            std::shared_ptr<const session_options> options,
+                                                                            close_status* why = nullptr) {
     auto self = std::make_shared<ws_session>(std::move(stream), std::move(options), ws::role::client);
     const bool ok = co_await self->client_handshake(host, target);
     if (why) *why = self->status_;
@@ -166,7 +177,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
 
   // The next whole message, or, once the session has ended, an empty result with the reason.
   // Pings are answered and the closing handshake is completed while reading. One reader at a time.
-  asio::awaitable<read_result> read() {
+  [[nodiscard]] asio::awaitable<read_result> read() {
     // Parsing lives in take_buffered(), a plain function: a coroutine frame keeps every local
     // that its body declares, and this frame lives as long as the session idles.
     auto self = this->shared_from_this();
@@ -195,24 +206,80 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
   }
 
   // Sends a message from any thread; never blocks. On the session's own thread it is written
-  // through or queued at once; from elsewhere it is posted there.
+  // through or queued at once; from elsewhere it is posted there. An empty message (as
+  // message::text makes of bytes that are not UTF-8) is refused: send_result::invalid.
   send_result send(message m) {
+    if (!m) return send_result::invalid;
     if (detail::running_in(stream_.get_executor())) return send_here(std::move(m));
     asio::post(stream_.get_executor(), [self = this->shared_from_this(), m = std::move(m)]() mutable {
       self->send_here(std::move(m));
     });
     return send_result::posted;
   }
+  // A text message: `text` must be UTF-8 (RFC 6455 section 8.1), else send_result::invalid
+  // and nothing is sent.
   send_result send(std::string_view text) { return send(message::text(text)); }
+  // A binary message: any bytes.
+  send_result send_binary(std::string_view bytes) { return send(message::binary(bytes)); }
+  send_result send_binary(std::span<const std::uint8_t> bytes) { return send(message::binary(bytes)); }
 
-  // send() for callers that are on the session's executor (the single_thread registry).
+  // Starts the closing handshake from any thread; read() returns once it is done.
+  void close(std::uint16_t code = ws::close_code::normal, std::string reason = {}) {
+    if (detail::running_in(stream_.get_executor())) return start_close(code, std::move(reason));
+    asio::post(stream_.get_executor(), [self = this->shared_from_this(), code, reason = std::move(reason)]() mutable {
+      self->start_close(code, std::move(reason));
+    });
+  }
+
+  // Ends the TCP connection at once, without a closing handshake (read() then returns 1006),
+  // from any thread. `reset`: send a TCP RST (SO_LINGER 0) instead of a FIN.
+  void drop(bool reset = false) {
+    auto now = [self = this->shared_from_this(), reset] {
+      if (self->state_ == state::closed) return;
+      if (reset) {  // close before abort() shuts down, so that no FIN goes out before the RST
+        error_code ec;
+        auto& sock = detail::lowest_layer(self->stream_);
+        sock.set_option(asio::socket_base::linger(true, 0), ec);
+        sock.close(ec);
+      }
+      self->abort(ws::close_code::abnormal, reset ? "dropped with a reset" : "dropped");
+    };
+    if (detail::running_in(stream_.get_executor())) now();
+    else asio::post(stream_.get_executor(), std::move(now));
+  }
+
+  bool is_open() const noexcept { return state_ == state::open && !close_sent_; }
+  const close_status& status() const noexcept { return status_; }
+  const session_stats& stats() const noexcept { return stats_; }
+  std::size_t queued_bytes() const noexcept { return queued_bytes_; }
+  const std::string& target() const noexcept { return target_; }
+  const session_options& options() const noexcept { return *options_; }
+  executor_type get_executor() noexcept { return stream_.get_executor(); }
+  // The peer's address (unspecified once the connection is closed).
+  asio::ip::tcp::endpoint remote_endpoint() const noexcept {
+    error_code ec;
+    auto ep = detail::lowest_layer(const_cast<Stream&>(stream_)).remote_endpoint(ec);
+    return ec ? asio::ip::tcp::endpoint{} : ep;
+  }
+  // The application's data for this session. Touch it on the session's thread.
+  UserData& data() noexcept { return user_data_; }
+  const UserData& data() const noexcept { return user_data_; }
+
+ private:
+  enum class state : std::uint8_t { handshake, open, closed };
+  enum class phase : std::uint8_t { none, handshake, first_message, idle, closing };
+
+  // Delivery from the session's own thread (the registries, a pong): no thread check. A frame
+  // onto an empty queue is always taken, whatever its size; the limit bounds the bytes that
+  // wait behind the frame being written.
   send_result send_here(message m) {
     if (state_ != state::open || close_sent_) {
       ++stats_.dropped;
       count(metrics::dropped);
       return send_result::closed;
     }
-    if (queued_bytes_ + m.frame_size() > options_->send_queue_limit) {
+    if (queue_head_ != queue_.size() &&
+        queued_bytes_ - queue_[queue_head_].frame_size() + m.frame_size() > options_->send_queue_limit) {
       ++stats_.dropped;
       count(metrics::dropped);
       if (options_->on_overflow == overflow_action::close) {
@@ -227,33 +294,9 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
     return send_result::queued;
   }
 
-  // Starts the closing handshake from any thread; read() returns once it is done.
-  void close(std::uint16_t code = ws::close_code::normal, std::string reason = {}) {
-    if (detail::running_in(stream_.get_executor())) return start_close(code, std::move(reason));
-    asio::post(stream_.get_executor(), [self = this->shared_from_this(), code, reason = std::move(reason)]() mutable {
-      self->start_close(code, std::move(reason));
-    });
-  }
-
-  // Arms a deadline for the next message (used by registry::login); then back to idle checks.
+  // Arms a deadline for the next message (registry::login); then back to idle checks.
   void expect_message_within(clock::duration d) { arm(phase::first_message, d); }
   void expect_idle() { arm(phase::idle, options_->idle_timeout); }
-
-  bool is_open() const noexcept { return state_ == state::open && !close_sent_; }
-  const close_status& status() const noexcept { return status_; }
-  const session_stats& stats() const noexcept { return stats_; }
-  std::size_t queued_bytes() const noexcept { return queued_bytes_; }
-  const std::string& target() const noexcept { return target_; }
-  const session_options& options() const noexcept { return *options_; }
-  executor_type get_executor() noexcept { return stream_.get_executor(); }
-  // The application's data for this session. Touch it on the session's thread.
-  UserData& data() noexcept { return user_data_; }
-  const UserData& data() const noexcept { return user_data_; }
-  Stream& stream() noexcept { return stream_; }
-
- private:
-  enum class state : std::uint8_t { handshake, open, closed };
-  enum class phase : std::uint8_t { none, handshake, first_message, idle, closing };
 
   // ---- opening handshake ----
 
@@ -301,6 +344,20 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
       co_await refuse(verdict.status, verdict.reason, verdict.response);
       co_return false;
     }
+    if (!origin_allowed(req)) {
+      const char* why = "origin not allowed";
+      co_await refuse(403, why, http::error_response(403, why));
+      co_return false;
+    }
+    if (options_->on_upgrade) {
+      upgrade_decision decision = options_->on_upgrade(upgrade_request{req, remote_endpoint()});
+      if (!decision.accepted()) {
+        const int status = decision.status >= 400 && decision.status <= 599 ? decision.status : 403;
+        std::string response = http::error_response(status, decision.reason, decision.extra_headers);
+        co_await refuse(status, std::move(decision.reason), std::move(response));
+        co_return false;
+      }
+    }
     if (options_->limit) {
       if (!options_->limit->try_acquire()) {
         const char* why = "too many sessions";
@@ -318,15 +375,26 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
     target_ = std::move(req.target);
     keep_leftover(std::string_view(head).substr(parsed.head_size));
     state_ = state::open;
+    start_rate_limit();
     count(metrics::sessions);
     expect_idle();
     co_return true;
   }
 
+  // An empty allow-list admits everyone; otherwise the Origin header must match one entry
+  // exactly (scheme, host and port, as browsers send it; ASCII case-insensitive).
+  bool origin_allowed(const http::request& req) const noexcept {
+    if (options_->allowed_origins.empty()) return true;
+    const std::string_view origin = http::trim(req.header("Origin"));
+    for (const auto& allowed : options_->allowed_origins)
+      if (http::iequals(origin, allowed)) return true;
+    return false;
+  }
+
   // Answers a refused handshake, then lingers briefly so the answer is not lost to a reset
   // caused by request bytes we never read.
   asio::awaitable<void> refuse(int http_status, std::string reason, std::string response) {
-    status_ = {static_cast<std::uint16_t>(http_status), std::move(reason)};
+    status_ = {0, std::move(reason), http_status};
     if (http_status >= 400) count(metrics::handshakes_refused);
     error_code ec;
     co_await asio::async_write(stream_, asio::buffer(response), asio::redirect_error(asio::use_awaitable, ec));
@@ -396,6 +464,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
       switch (ev.kind) {
         case ws::event_kind::message:
           if (close_sent_) continue;  // after our close frame, data is discarded (section 5.5.1)
+          if (rate_limited_ && !within_rate(1, 0)) continue;
           ++stats_.messages_in;
           count(metrics::messages_in);
           out.emplace(incoming{std::string(ev.payload), ev.op == ws::opcode::binary});
@@ -404,6 +473,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
         case ws::event_kind::ping:
           // A pong counts against send_queue_limit like any frame: a peer that floods pings
           // without reading the pongs meets on_overflow instead of growing the queue.
+          if (rate_limited_ && !within_rate(1, 0)) continue;
           if (!close_sent_) send_here(message::pong(ev.payload));
           continue;
         case ws::event_kind::pong:
@@ -437,7 +507,57 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
     count(metrics::bytes_in, static_cast<std::int64_t>(n));
     activity_ = true;
     ping_outstanding_ = false;
+    if (rate_limited_ && !close_sent_) within_rate(0, static_cast<float>(n));
     if (parser_.failed()) rpos_ = rend_;  // draining after a protocol error
+  }
+
+  // ---- inbound rate limit (two token buckets; only when session_options::rate_limit is on) ----
+
+  void start_rate_limit() {
+    const auto& rl = options_->rate_limit;
+    rate_limited_ = rl.enabled();
+    if (!rate_limited_) return;
+    message_tokens_ = message_capacity();
+    byte_tokens_ = byte_capacity();
+    bucket_ms_ = now_ms();
+  }
+  float message_capacity() const noexcept {
+    const auto& rl = options_->rate_limit;
+    return static_cast<float>(rl.message_burst > 0 ? rl.message_burst : std::max(1.0, rl.messages_per_second));
+  }
+  float byte_capacity() const noexcept {
+    const auto& rl = options_->rate_limit;
+    const double floor = static_cast<double>(options_->max_message_size + ws::max_frame_header_size);
+    return static_cast<float>(rl.byte_burst > 0 ? rl.byte_burst : std::max(floor, rl.bytes_per_second));
+  }
+  static std::uint32_t now_ms() noexcept {
+    return static_cast<std::uint32_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(clock::now().time_since_epoch()).count());
+  }
+
+  // Takes `messages` and `bytes` from the buckets; false (and the session closing with 1008)
+  // when either runs dry.
+  bool within_rate(float messages, float bytes) {
+    const auto& rl = options_->rate_limit;
+    const std::uint32_t now = now_ms();
+    const float elapsed = static_cast<float>(now - bucket_ms_) / 1000.0f;  // unsigned: wraps correctly
+    bucket_ms_ = now;
+    bool ok = true;
+    if (rl.messages_per_second > 0) {
+      message_tokens_ = std::min(message_capacity(), message_tokens_ + elapsed * static_cast<float>(rl.messages_per_second));
+      message_tokens_ -= messages;
+      ok = message_tokens_ >= 0;
+    }
+    if (rl.bytes_per_second > 0) {
+      byte_tokens_ = std::min(byte_capacity(), byte_tokens_ + elapsed * static_cast<float>(rl.bytes_per_second));
+      byte_tokens_ -= bytes;
+      ok = ok && byte_tokens_ >= 0;
+    }
+    if (!ok && !close_sent_) {
+      count(metrics::rate_limited_closes);
+      start_close(ws::close_code::policy_violation, "rate limit exceeded");
+    }
+    return ok;
   }
 
   void on_read_error(const error_code& ec) {
@@ -759,6 +879,8 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
   std::size_t write_offset_ = 0;  // bytes of queue_[queue_head_] already written
   std::size_t queued_bytes_ = 0;
   std::uint32_t timer_generation_ = 0;
+  std::uint32_t bucket_ms_ = 0;  // rate limit: when the buckets were last filled
+  float message_tokens_ = 0, byte_tokens_ = 0;
   ws::role role_;
   state state_ = state::handshake;
   phase phase_ = phase::none;
@@ -769,6 +891,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
   bool activity_ = false;
   bool ping_outstanding_ = false;
   bool holds_limit_slot_ = false;
+  bool rate_limited_ = false;
   // On a strand: no corking (decided once; the executor never changes).
   const bool write_through_;
   close_status status_;
@@ -776,6 +899,29 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
   std::string target_;
   [[no_unique_address]] UserData user_data_{};
 };
+
+namespace detail {
+struct session_access {
+  template <class Session>
+  static send_result send_here(Session& s, const message& m) {
+    return s.send_here(m);
+  }
+  // From a thread that runs the session's io_context: inline, unless the session lives on a
+  // strand of it (then through send(), which posts to the strand).
+  template <class Session>
+  static send_result send_on_context(Session& s, const message& m) {
+    return s.write_through_ ? s.send(m) : s.send_here(m);
+  }
+  template <class Session>
+  static void expect_first_message(Session& s, std::chrono::steady_clock::duration d) {
+    s.expect_message_within(d);
+  }
+  template <class Session>
+  static void expect_idle(Session& s) {
+    s.expect_idle();
+  }
+};
+}  // namespace detail
 
 // Free-function spellings, as used in the examples: accept_websocket(socket, options), or
 // accept_websocket<MyData>(socket, options) for sessions that carry MyData.

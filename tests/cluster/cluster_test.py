@@ -425,10 +425,10 @@ async def scenario_groups(k):
     for m in (alice[0], alice[1], bob1, carol):
         await m.command("join:g1", "joined g1")
     await carol.command("join:g2", "joined g2")      # g2: carol@2 only
-    await carol.command("join:g1", "error: cannot join 'g1'")   # already a member
+    await carol.command("join:g1", "already in g1")   # already a member
     await dave.command("leave:g1", "error: not in group 'g1'")
     await dave.command("group:g1", "error: expected group:<name>:<message>")
-    await dave.command("join:", "error: cannot join ''")
+    await dave.command("join:", "error: cannot join '' (a group name is 1 to 128 bytes, no control characters)")
     await until_numsub(k, {group_channel("g1"): 3, group_channel("g2"): 1, group_channel("g3"): 0}, "group channels held")
     g1 = [alice[0], alice[1], bob1, carol]
 

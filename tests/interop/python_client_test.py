@@ -652,7 +652,7 @@ async def groups_join_leave_send(srv, clients):
     await a1.send("join:red")
     await a1.expect("joined red")
     await a1.send("join:red")
-    await a1.expect("error: cannot join 'red'")  # already a member
+    await a1.expect("already in red")  # already a member
     await bob.send("join:red")
     await bob.expect("joined red")
     await a2.send("join:blue:with colon")  # the name is everything after "join:"
@@ -673,6 +673,70 @@ async def groups_join_leave_send(srv, clients):
     await bob.expect("error: not in group 'red'")
     await carol.send("group:red:after bob left")
     await a1.expect("after bob left")
+    await expect_quiet(clients)
+
+
+@scenario()
+async def one_max_size_broadcast_keeps_every_receiver(srv, clients):
+    """Defaults (--max-message 1 MiB): one allowed message used to close every receiver, the
+    sender included, as a slow consumer. All stay, and all get the next small broadcast."""
+    users = [await login(srv, "user%d" % i) for i in range(4)]
+    clients += users
+    big = "x" * 1048572  # "all:" + this = exactly 1 MiB
+    await users[0].send("all:" + big)
+    for u in users:
+        await u.expect(big)
+    await users[1].send("all:small after big")
+    for u in users:
+        await u.expect("small after big")
+    await expect_quiet(clients)
+
+
+@scenario("--origin", "https://app.example", "--origin", "http://127.0.0.1:8080")
+async def origin_not_allowed_403(srv, clients):
+    """--origin: a page from any other origin is refused with HTTP 403 before the upgrade."""
+    try:
+        ws = await timed(websockets.connect(srv.uri, origin="https://evil.example", open_timeout=STEP_TIMEOUT),
+                         "connect from evil.example")
+        await ws.close()
+        raise TestFailure("a connection from https://evil.example was accepted")
+    except websockets.InvalidStatusCode as e:
+        check(e.status_code == 403, "evil.example: expected 403, got %d" % e.status_code)
+    ws = await timed(websockets.connect(srv.uri, origin="https://app.example", open_timeout=STEP_TIMEOUT,
+                                        ping_interval=None), "connect from app.example")
+    c = Client("app", ws)
+    clients.append(c)
+    await c.send("alice")
+    await c.expect("login successful, your uid is alice")
+
+
+@scenario("--rate-limit", "20")
+async def rate_limit_closes_the_flooder_only(srv, clients):
+    """--rate-limit 20: a session sending faster is closed with 1008; the others lose nothing."""
+    alice = await login(srv, "alice")
+    bob = await login(srv, "bob")
+    clients += [alice, bob]
+    flooder = await login(srv, "flooder")
+    for i in range(300):
+        try:
+            await flooder.ws.send("bob:spam %d" % i)
+        except websockets.ConnectionClosed:
+            break
+    await flooder.expect_close(1008, "rate limit exceeded")
+    # Whatever got through was routed before the close; alice's message comes after it.
+    await alice.send("bob:from alice 0")
+    spam = 0
+    while True:  # what got through before the close: at most the burst, in order
+        m = await bob.recv()
+        if not m.startswith("spam "):
+            check(m == "from alice 0", "bob: unexpected %s" % short(m))
+            break
+        check(m == "spam %d" % spam, "bob: expected spam %d, got %s" % (spam, short(m)))
+        spam += 1
+    check(1 <= spam <= 20, "bob got %d spam messages; the burst is 20, the login took one" % spam)
+    for i in range(1, 10):
+        await alice.send("bob:from alice %d" % i)
+        await bob.expect("from alice %d" % i)
     await expect_quiet(clients)
 
 

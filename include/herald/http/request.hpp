@@ -138,34 +138,48 @@ inline const char* status_text(int status) noexcept {
     case 101: return "Switching Protocols";
     case 200: return "OK";
     case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
+    case 411: return "Length Required";
     case 413: return "Content Too Large";
     case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 503: return "Service Unavailable";
     case 505: return "HTTP Version Not Supported";
-    default: return "Error";
+    default: return status < 400 ? "OK" : "Error";
   }
+}
+
+// A complete HTTP/1.1 response that closes the connection: status line, Content-Type,
+// Content-Length, `extra_headers` (each line ending in \r\n) and the body. For
+// session_options::http_fallback (a page, a health check) and error answers alike.
+inline std::string response(int status, std::string_view body, std::string_view content_type = "text/plain; charset=utf-8",
+                            std::string_view extra_headers = {}) {
+  std::string r = "HTTP/1.1 " + std::to_string(status) + " " + status_text(status) + "\r\n";
+  r.reserve(r.size() + 96 + extra_headers.size() + body.size());
+  r += "Content-Type: ";
+  r += content_type;
+  r += "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n";
+  r += extra_headers;
+  r += "\r\n";
+  r += body;
+  return r;
 }
 
 // A complete error response whose body says why, and which closes the connection.
 inline std::string error_response(int status, std::string_view reason, std::string_view extra_headers = {}) {
   std::string body(reason);
   body += '\n';
-  std::string r = "HTTP/1.1 " + std::to_string(status) + " " + status_text(status) + "\r\n";
-  r += "Content-Type: text/plain; charset=utf-8\r\n";
-  r += "Content-Length: " + std::to_string(body.size()) + "\r\n";
-  r += "Connection: close\r\n";
-  r += extra_headers;
-  r += "\r\n";
-  r += body;
-  return r;
+  return response(status, body, "text/plain; charset=utf-8", extra_headers);
 }
 
 }  // namespace herald::http

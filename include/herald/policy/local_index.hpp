@@ -111,7 +111,7 @@ struct local_index {
     auto it = groups.find(group);
     if (it == groups.end()) return 0;
     std::size_t queued = 0;
-    for (auto* n : it->second) queued += counts_as_queued(n->session->send_here(m));
+    for (auto* n : it->second) queued += counts_as_queued(session_access::send_here(*n->session, m));
     return queued;
   }
 
@@ -119,13 +119,13 @@ struct local_index {
     auto it = uids.find(uid);
     if (it == uids.end()) return 0;
     std::size_t queued = 0;
-    for (auto* n : it->second) queued += counts_as_queued(n->session->send_here(m));
+    for (auto* n : it->second) queued += counts_as_queued(session_access::send_here(*n->session, m));
     return queued;
   }
 
   std::size_t deliver_to_all(const message& m) const {
     std::size_t queued = 0;
-    for (std::size_t i = 0; i < all.size(); ++i) queued += counts_as_queued(all[i].session->send_here(m));
+    for (std::size_t i = 0; i < all.size(); ++i) queued += counts_as_queued(session_access::send_here(*all[i].session, m));
     return queued;
   }
 
@@ -133,6 +133,14 @@ struct local_index {
   std::size_t close_all(std::uint16_t code, std::string_view reason) const {
     for (auto& e : all) e.session->close(code, std::string(reason));
     return all.size();
+  }
+
+  // Starts the closing handshake of every session of `uid`; returns how many.
+  std::size_t close_uid(std::string_view uid, std::uint16_t code, std::string_view reason) const {
+    auto it = uids.find(uid);
+    if (it == uids.end()) return 0;
+    for (auto* n : it->second) n->session->close(code, std::string(reason));
+    return it->second.size();
   }
 
   // ---- queries, the same on every policy built on this index ----
@@ -159,6 +167,14 @@ struct local_index {
   std::size_t sessions_of(std::string_view uid) const {
     auto it = uids.find(uid);
     return it == uids.end() ? 0 : it->second.size();
+  }
+  std::vector<std::shared_ptr<Session>> sessions_list(std::string_view uid) const {
+    std::vector<std::shared_ptr<Session>> out;
+    auto it = uids.find(uid);
+    if (it == uids.end()) return out;
+    out.reserve(it->second.size());
+    for (auto* n : it->second) out.push_back(n->session);
+    return out;
   }
 
   std::vector<entry> all;

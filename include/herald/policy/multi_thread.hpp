@@ -41,13 +41,14 @@ class registry<Session, multi_thread> {
 
   // As registry<Session, single_thread>::login. The session must live on one of the lanes.
   template <class Authenticate>
-  asio::awaitable<binding_type> login(Session& s, Authenticate authenticate, clock::duration deadline = std::chrono::seconds(10)) {
+  [[nodiscard]] asio::awaitable<binding_type> login(Session& s, Authenticate authenticate,
+                                                    clock::duration deadline = std::chrono::seconds(10)) {
     auto session = s.shared_from_this();
     auto st = state_;
     auto* home = &st->lane_of(s.get_executor());  // a pointer, not a reference, across co_await (g++ 12)
     auto judged = co_await detail::judge_first_message(s, authenticate, deadline, st->options);
     if (judged.ended) {
-      detail::count(st->options, metrics::logins_refused);
+      detail::count(st->options, s, metrics::logins_refused);
       co_return binding_type(s.status());
     }
     std::string refusal;
@@ -65,14 +66,16 @@ class registry<Session, multi_thread> {
     if (!refusal.empty()) {
       // Refused: say why and finish the closing handshake. (Inline, not a helper coroutine:
       // g++ 12 miscompiles awaiting one here.)
-      detail::count(st->options, metrics::logins_refused);
-      s.close(ws::close_code::policy_violation, std::move(refusal));
+      detail::count(st->options, s, metrics::logins_refused);
+      s.close(judged.code, std::move(refusal));
       while (co_await s.read()) {
       }
-      co_return binding_type(s.status());
+      close_status why = s.status();
+      if (!judged.detail.empty()) why.reason = std::move(judged.detail);
+      co_return binding_type(std::move(why));
     }
     if (!n) co_return binding_type(s.status());  // the session ended during authentication
-    detail::count(st->options, metrics::logins_ok);
+    detail::count(st->options, s, metrics::logins_ok);
     for (auto& old : replaced) old->close(ws::close_code::replaced, "replaced by a newer login");
     {
       std::lock_guard lock(home->mutex);
@@ -80,13 +83,13 @@ class registry<Session, multi_thread> {
       home->sessions.push_back({session.get(), n.get()});
     }
     st->session_count.fetch_add(1, std::memory_order_relaxed);
-    s.expect_idle();
     co_return binding_type(st, n.release());
   }
 
   // Sends to every session of `uid`, from any thread; returns how many it was queued or
   // posted to.
   std::size_t unicast(std::string_view uid, const message& m) {
+    if (!m) return 0;
     auto& sh = state_->shard_of(uid);
     std::lock_guard lock(sh.mutex);
     auto it = sh.uids.find(uid);
@@ -100,9 +103,33 @@ class registry<Session, multi_thread> {
     return unicast(uid, message::text(text));
   }
 
+  // Starts the closing handshake of every session of `uid` ("log out everywhere"), from any
+  // thread; returns how many.
+  std::size_t close_uid(std::string_view uid, std::uint16_t code = ws::close_code::normal, std::string_view reason = "logged out") {
+    auto& sh = state_->shard_of(uid);
+    std::lock_guard lock(sh.mutex);
+    auto it = sh.uids.find(uid);
+    if (it == sh.uids.end()) return 0;
+    for (auto* n : it->second) n->session->close(code, std::string(reason));
+    return it->second.size();
+  }
+
+  // The sessions of `uid` (all of a user's devices), from any thread. Each lives on its own
+  // lane: touch its data() there (asio::post(s->get_executor(), ...)).
+  std::vector<std::shared_ptr<Session>> sessions(std::string_view uid) const {
+    std::vector<std::shared_ptr<Session>> out;
+    auto& sh = state_->shard_of(uid);
+    std::lock_guard lock(sh.mutex);
+    auto it = sh.uids.find(uid);
+    if (it == sh.uids.end()) return out;
+    for (auto* n : it->second) out.push_back(n->session);
+    return out;
+  }
+
   // Sends to every logged-in session: one frame, one job per lane. Returns how many
   // sessions were logged in when it was called (the lanes deliver asynchronously).
   std::size_t broadcast(const message& m) {
+    if (!m) return 0;
     for (auto& l : state_->lanes) {
       if (detail::running_in(l->executor)) {
         state::fan_out(*l, m);
@@ -156,6 +183,7 @@ class registry<Session, multi_thread> {
   // Sends to every session in `group`, from any thread; returns how many it was queued or
   // posted to.
   std::size_t send_to_group(std::string_view group, const message& m) {
+    if (!m) return 0;
     auto& sh = state_->shard_of(group);
     std::lock_guard lock(sh.mutex);
     auto it = sh.groups.find(group);
@@ -282,7 +310,7 @@ class registry<Session, multi_thread> {
       } else {
         it = sh.uids.emplace(n->uid, std::vector<node*>{}).first;
         uid_count.fetch_add(1, std::memory_order_relaxed);
-        detail::count(options, metrics::uids);
+        detail::count(options, *n->session, metrics::uids);
       }
       n->uid_index = it->second.size();
       n->indexed = true;
@@ -301,7 +329,7 @@ class registry<Session, multi_thread> {
 
     static void fan_out(lane& l, const message& m) {
       std::lock_guard lock(l.mutex);
-      for (auto& e : l.sessions) e.session->send_here(m);
+      for (auto& e : l.sessions) detail::session_access::send_on_context(*e.session, m);
     }
 
     void unbind(node* n) noexcept {
@@ -317,7 +345,7 @@ class registry<Session, multi_thread> {
           if (list.empty()) {
             sh.uids.erase(it);
             uid_count.fetch_sub(1, std::memory_order_relaxed);
-            detail::count(options, metrics::uids, -1);
+            detail::count(options, *n->session, metrics::uids, -1);
           }
         }
       }

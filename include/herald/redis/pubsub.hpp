@@ -33,21 +33,20 @@
 
 namespace herald::redis {
 
-using namespace std::chrono_literals;
 
 struct options {
   std::string host = "127.0.0.1";
   unsigned short port = 6379;
   std::string password;  // sent with AUTH when not empty
-  std::chrono::steady_clock::duration connect_timeout = 2s;
+  std::chrono::steady_clock::duration connect_timeout = std::chrono::seconds(2);
   // Reconnect delays grow from backoff_min to backoff_max (doubling); each is drawn at random
   // from [delay/2, delay] so that many nodes do not reconnect in step.
-  std::chrono::steady_clock::duration backoff_min = 100ms;
-  std::chrono::steady_clock::duration backoff_max = 2s;
+  std::chrono::steady_clock::duration backoff_min = std::chrono::milliseconds(100);
+  std::chrono::steady_clock::duration backoff_max = std::chrono::seconds(2);
   // A PING every keepalive; nothing heard for two of them closes the connection (and reconnects).
-  std::chrono::steady_clock::duration keepalive = 5s;
+  std::chrono::steady_clock::duration keepalive = std::chrono::seconds(5);
   // How long request(), numsub() and publish_confirmed() wait for their answer.
-  std::chrono::steady_clock::duration request_timeout = 2s;
+  std::chrono::steady_clock::duration request_timeout = std::chrono::seconds(2);
   // Unwritten bytes the publisher may hold (Redis slower than the node); beyond: dropped, counted.
   std::size_t max_buffered = 16 * 1024 * 1024;
   // State changes (connected, lost, retrying), one line each, for the application's log.
