@@ -8,14 +8,16 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bash "$root/.ci/install-deps.sh" g++ clang cmake make libasio-dev doctest-dev python3-websockets ca-certificates \
-  libboost-dev libssl-dev openssl libhiredis-dev redis-server redis-tools php-cli chromium libclang-rt-14-dev
+  libboost-dev libssl-dev openssl libhiredis-dev redis-server redis-tools php-cli chromium libclang-rt-14-dev \
+  python3-prometheus-client prometheus
 command -v node >/dev/null && command -v npm >/dev/null || bash "$root/.ci/install-deps.sh" nodejs npm
 for dir in tests/interop tests/browser; do
   (cd "$root/$dir" && npm ci --no-audit --no-fund --loglevel=error)
 done
 # Tests that depend on optional packages are skipped by CMake when those are missing; here
 # they must all be present.
-required_tests=(interop-python interop-node interop-tls browser cluster-redis unit-redis-cluster packaging unit-multi-thread readme-snippets)
+required_tests=(interop-python interop-node interop-tls browser cluster-redis unit-redis-cluster packaging unit-multi-thread readme-snippets
+  metrics-exposition)
 
 jobs=$(nproc)
 configs=${HERALD_CONFIGS:-"gcc clang boost asan tsan"}
