@@ -67,6 +67,16 @@ frames("control_fragmented", frame(0x9, b"x", fin=False))
 frames("continuation_alone", frame(0x0, b"x"))
 frames("many_small", b"".join(frame(0x1, bytes([0x61 + i % 26]) * i) for i in range(20)), chunking=0x0A)
 
+# With permessage-deflate enabled (byte 1 bit 2): RSV1 (rsv=4) on a message's first frame.
+HELLO_DEFLATED = bytes([0xF2, 0x48, 0xCD, 0xC9, 0xC9, 0x07, 0x00])  # RFC 7692 section 7.2.3.1
+frames("deflate_text", frame(0x1, HELLO_DEFLATED, rsv=4), limit=0x07)
+frames("deflate_fragmented", frame(0x1, HELLO_DEFLATED[:3], fin=False, rsv=4) + frame(0x9, b"p") +
+       frame(0x0, HELLO_DEFLATED[3:]) + frame(0x1, b"plain"), chunking=0x02, limit=0x07)
+frames("deflate_rsv1_continuation", frame(0x2, b"ab", fin=False, rsv=4) + frame(0x0, b"cd", rsv=4), limit=0x07)
+frames("deflate_rsv1_ping", frame(0x9, b"x", rsv=4), limit=0x07)
+frames("deflate_rsv2", frame(0x1, b"x", rsv=6), limit=0x07)
+frames("deflate_unmasked", frame(0x2, HELLO_DEFLATED, masked=False, rsv=4), chunking=0x11, limit=0x07)
+
 # fuzz_handshake: byte 0 = limit (low 2 bits) and read size (bits 2-3), then the head.
 REQ = (b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n"
        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
