@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "deflate_support.hpp"
 #include "http/request.hpp"
 #include "metrics.hpp"
 
@@ -68,6 +69,9 @@ struct session_options {
   std::function<std::optional<std::string>(const http::request&)> http_fallback{};
   // Optional counters and gauges that sessions report into (see metrics.hpp).
   std::shared_ptr<herald::metrics> metrics{};
+  // Optional permessage-deflate (RFC 7692): set with herald::enable_deflate(options) from
+  // herald/deflate.hpp (needs zlib). Without it, every offer of the extension is declined.
+  std::shared_ptr<const deflate_support> deflate{};
 };
 
 }  // namespace herald
