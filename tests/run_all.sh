@@ -8,14 +8,14 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bash "$root/.ci/install-deps.sh" g++ clang cmake make libasio-dev doctest-dev python3-websockets ca-certificates \
-  libboost-dev libssl-dev openssl libhiredis-dev redis-server redis-tools php-cli chromium libclang-rt-14-dev
+  libboost-dev libssl-dev openssl libhiredis-dev redis-server redis-tools php-cli chromium libclang-rt-14-dev zlib1g-dev
 command -v node >/dev/null && command -v npm >/dev/null || bash "$root/.ci/install-deps.sh" nodejs npm
 for dir in tests/interop tests/browser; do
   (cd "$root/$dir" && npm ci --no-audit --no-fund --loglevel=error)
 done
 # Tests that depend on optional packages are skipped by CMake when those are missing; here
 # they must all be present.
-required_tests=(interop-python interop-node interop-tls browser cluster-redis unit-redis-cluster packaging unit-multi-thread readme-snippets)
+required_tests=(interop-python interop-node interop-tls browser cluster-redis unit-redis-cluster packaging unit-multi-thread readme-snippets unit-deflate)
 
 jobs=$(nproc)
 configs=${HERALD_CONFIGS:-"gcc clang boost asan tsan"}
@@ -55,8 +55,9 @@ for config in $configs; do
   (cd "$dir" && ASAN_OPTIONS=detect_leaks=1 TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j"$jobs" --timeout 300 "${filter[@]}")
   echo "=== $config: done in $((SECONDS - config_start)) s"
 done
-# libFuzzer targets (frame parser, handshake parser, UTF-8 validator) under ASan+UBSan, each for
-# a bounded time on its seed corpus (tests/fuzz/corpus); a crash fails the run.
+# libFuzzer targets (frame parser, handshake parser, UTF-8 validator, permessage-deflate's inflate)
+# under ASan+UBSan, each for a bounded time on its seed corpus (tests/fuzz/corpus); a crash fails
+# the run.
 if [ "${HERALD_FUZZ_SECONDS:-30}" != 0 ]; then
   echo "=== fuzz: ${HERALD_FUZZ_SECONDS:-30} s per target"
   FUZZ_SECONDS="${HERALD_FUZZ_SECONDS:-30}" FUZZ_BUILD_DIR="$root/build-fuzz" bash "$root/tests/fuzz/run_fuzzers.sh"

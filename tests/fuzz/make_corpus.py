@@ -6,6 +6,7 @@ fuzz_*.cpp), followed by the stream: frames, a handshake request or response, or
 """
 import os
 import struct
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEY = bytes([0x37, 0xFA, 0x21, 0x3D])
@@ -101,6 +102,43 @@ write("fuzz_handshake", "response_101",
       b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")
 write("fuzz_handshake", "response_503",
       bytes([0x0F]) + b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 18\r\nRetry-After: 5\r\n\r\ntoo many sessions\n")
+
+# fuzz_inflate: byte 0 = limit (low 2 bits), session inflater (bit 2), its window - 8 (bits 3-5);
+# byte 1 = length of a first message (0: the rest is one message); then the compressed bodies.
+def deflated(payload, wbits=15, level=6, context=None, finish=False):
+    c = context or zlib.compressobj(level, zlib.DEFLATED, -wbits)
+    out = c.compress(payload) + c.flush(zlib.Z_FINISH if finish else zlib.Z_SYNC_FLUSH)
+    return out if finish else out[:-4]
+
+
+def inflate_seed(name, *bodies, limit=2, session=False, window=15):
+    config = limit | (4 if session else 0) | (window - 8) << 3
+    first = len(bodies[0]) if len(bodies) == 2 else 0
+    assert first < 256 and len(bodies) <= 2
+    write("fuzz_inflate", name, bytes([config, first]) + b"".join(bodies))
+
+
+JSON = b'{"uid":42,"event":"price","value":17.25,"tags":["a","b","c"]}' * 30
+inflate_seed("rfc_hello", HELLO_DEFLATED)
+inflate_seed("rfc_stored_hello", bytes([0x00, 0x05, 0x00, 0xFA, 0xFF]) + b"Hello" + bytes([0x00]))
+inflate_seed("rfc_hello_bfinal", deflated(b"Hello", finish=True))
+inflate_seed("empty", bytes([0x00]))
+inflate_seed("json", deflated(JSON), limit=3)
+inflate_seed("json_over_limit", deflated(JSON), limit=1)
+inflate_seed("zip_bomb", deflated(bytes(1 << 20)), limit=3)
+inflate_seed("truncated", deflated(JSON)[:40], limit=3)
+inflate_seed("distance_too_far", bytes([0xF2, 0x00, 0x11, 0x00, 0x00]))
+inflate_seed("bad_block_type", bytes([0xFF, 0x00, 0x11]))
+inflate_seed("stateless_pair", deflated(JSON[:200]), deflated(JSON[200:1400]), limit=3)
+# A client that keeps its context: the second message refers back into the first (RFC 7692
+# section 7.2.3.2), then one after a final block.
+ctx = zlib.compressobj(6, zlib.DEFLATED, -12)
+inflate_seed("context_pair", deflated(JSON[:300], context=ctx), deflated(JSON[:300] + b"!", context=ctx),
+             limit=3, session=True, window=12)
+inflate_seed("context_after_final", deflated(b"Hello", finish=True), bytes([0xF2, 0x00, 0x11, 0x00, 0x00]),
+             session=True)
+inflate_seed("session_window_9", deflated(JSON, wbits=9), limit=3, session=True, window=9)
+inflate_seed("session_window_8", deflated(JSON[:250], wbits=9), limit=2, session=True, window=8)
 
 # fuzz_utf8: bytes 0-1 = split point, then the text.
 def text(name, data, split=0):
