@@ -397,7 +397,7 @@ TEST_CASE("client: answers that fail the connection") {
     const deflate_config* config;
   };
   const deflate_config plain;
-  for (const auto& [answer, config] : {
+  for (const auto& bad : {
            bad_answer{"permessage-deflate", &plain},  // server_no_context_takeover was asked for
            bad_answer{"permessage-deflate; client_no_context_takeover", &plain},
            bad_answer{"permessage-deflate; server_no_context_takeover; server_no_context_takeover", &plain},
@@ -411,9 +411,9 @@ TEST_CASE("client: answers that fail the connection") {
            bad_answer{"permessage-deflate", &takeover},                            // server_max_window_bits=11 not answered
            bad_answer{"permessage-deflate; server_max_window_bits=12", &takeover},  // larger than asked
        }) {
-    CAPTURE(answer);
+    CAPTURE(bad.answer);
     std::string why;
-    CHECK_FALSE(accept_deflate_response(answer, *config, why));
+    CHECK_FALSE(accept_deflate_response(bad.answer, *bad.config, why));
     CHECK_FALSE(why.empty());
   }
   deflate_config off;
