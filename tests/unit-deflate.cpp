@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 using namespace herald;
@@ -489,4 +490,29 @@ TEST_CASE("deflate: incompressible and small messages go out plain, compressed a
   const message small = message::text(texty(100));
   CHECK(small.deflated(s).frame().data() == small.frame().data());
   CHECK(s.compress_calls.load() == 1);
+}
+
+TEST_CASE("deflate: threads compress and inflate at once, each with its own zlib state") {
+  const counting_support s;
+  const message shared = message::text(texty(20000));
+  std::vector<message> got(4);
+  std::vector<int> errors(4, 0);
+  std::vector<std::thread> threads;
+  for (std::size_t t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 30; ++i) {
+        const std::string payload = texty(1000 + t * 300 + static_cast<std::size_t>(i)) + std::to_string(t);
+        std::string body, out;
+        if (!s.compress(payload, body) || s.inflate(body, 1 << 20, out) != inflate_status::ok || out != payload) ++errors[t];
+      }
+      got[t] = shared.deflated(s);
+    });
+  for (auto& t : threads) t.join();
+  for (std::size_t t = 0; t < 4; ++t) {
+    CHECK(errors[t] == 0);
+    CHECK(got[t].frame().data() == got[0].frame().data());
+  }
+  std::string out;
+  REQUIRE(s.inflate(got[0].payload(), 1 << 20, out) == inflate_status::ok);
+  CHECK(out == shared.payload());
 }
