@@ -9,7 +9,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bash "$root/.ci/install-deps.sh" g++ clang cmake make libasio-dev doctest-dev python3-websockets ca-certificates \
   libboost-dev libssl-dev openssl libhiredis-dev redis-server redis-tools php-cli chromium libclang-rt-14-dev \
-  python3-prometheus-client prometheus
+  zlib1g-dev python3-prometheus-client prometheus
 command -v node >/dev/null && command -v npm >/dev/null || bash "$root/.ci/install-deps.sh" nodejs npm
 for dir in tests/interop tests/browser; do
   (cd "$root/$dir" && npm ci --no-audit --no-fund --loglevel=error)
@@ -17,7 +17,7 @@ done
 # Tests that depend on optional packages are skipped by CMake when those are missing; here
 # they must all be present.
 required_tests=(interop-python interop-node interop-tls browser cluster-redis unit-redis-cluster packaging unit-multi-thread readme-snippets
-  metrics-exposition)
+  metrics-exposition unit-deflate)
 
 jobs=$(nproc)
 configs=${HERALD_CONFIGS:-"gcc clang boost asan tsan"}
@@ -39,8 +39,9 @@ for config in $configs; do
   filter=()
   targets=()
   if [ "$config" = tsan ]; then
-    filter=(-R "unit-multi-thread|unit-session|interop-.*-threads")
-    targets=(--target unit-multi-thread unit-session uid_push_server)
+    # unit-message and unit-deflate: threads racing for a message's compressed frame.
+    filter=(-R "unit-multi-thread|unit-session|unit-message|unit-deflate|interop-.*-threads")
+    targets=(--target unit-multi-thread unit-session unit-message unit-deflate uid_push_server)
   elif [ "$config" != gcc ]; then
     # The packaged consumers are standalone-Asio builds without sanitizers: once (gcc) is enough.
     filter=(-E "^packaging$")
@@ -57,8 +58,9 @@ for config in $configs; do
   (cd "$dir" && ASAN_OPTIONS=detect_leaks=1 TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j"$jobs" --timeout 300 "${filter[@]}")
   echo "=== $config: done in $((SECONDS - config_start)) s"
 done
-# libFuzzer targets (frame parser, handshake parser, UTF-8 validator) under ASan+UBSan, each for
-# a bounded time on its seed corpus (tests/fuzz/corpus); a crash fails the run.
+# libFuzzer targets (frame parser, handshake parser, UTF-8 validator, permessage-deflate's inflate)
+# under ASan+UBSan, each for a bounded time on its seed corpus (tests/fuzz/corpus); a crash fails
+# the run.
 if [ "${HERALD_FUZZ_SECONDS:-30}" != 0 ]; then
   echo "=== fuzz: ${HERALD_FUZZ_SECONDS:-30} s per target"
   FUZZ_SECONDS="${HERALD_FUZZ_SECONDS:-30}" FUZZ_BUILD_DIR="$root/build-fuzz" bash "$root/tests/fuzz/run_fuzzers.sh"

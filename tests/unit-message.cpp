@@ -1,13 +1,17 @@
 // herald::message: the prebuilt, shared server frame.
 #include <doctest/doctest.h>
 
+#include <herald/deflate_support.hpp>
 #include <herald/detail/utf8.hpp>
 #include <herald/message.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -35,6 +39,27 @@ std::string repeat(std::string_view s, std::size_t times) {
   for (std::size_t i = 0; i < times; ++i) r += s;
   return r;
 }
+
+// A stand-in for zlib (message.hpp must not need it): "compresses" a payload into "Z" and its
+// length, counting the calls; `grow` makes the result longer than the payload, `fail` refuses.
+class fake_deflate final : public herald::deflate_support {
+ public:
+  explicit fake_deflate(herald::ws::deflate_config c = {}) : deflate_support(c) {}
+  bool compress(std::string_view payload, std::string& out) const override {
+    calls.fetch_add(1);
+    if (fail) return false;
+    out = "Z" + std::to_string(payload.size());
+    if (grow) out += std::string(payload.size(), 'g');
+    return true;
+  }
+  herald::inflate_status inflate(std::string_view, std::size_t, std::string&) const override {
+    return herald::inflate_status::corrupt;
+  }
+  std::unique_ptr<herald::deflate_inflater> make_inflater(std::uint8_t) const override { return nullptr; }
+  mutable std::atomic<int> calls{0};
+  bool grow = false;
+  bool fail = false;
+};
 
 }  // namespace
 
@@ -224,4 +249,145 @@ TEST_CASE("message: masked() builds the client-role frame") {
   CHECK(unmasked_ok);
 
   CHECK(frame_of(message::close(1000).masked(key)) == bytes{0x88, 0x82, 0x37, 0xFA, 0x21, 0x3D, 0x03 ^ 0x37, 0xE8 ^ 0xFA});
+}
+
+TEST_CASE("message: stays one pointer") {
+  CHECK(sizeof(message) == sizeof(void*));
+}
+
+TEST_CASE("message: a broadcast is compressed once for every permessage-deflate receiver") {
+  const fake_deflate d;
+  const std::string payload = pattern(1000);
+  message m = message::binary(std::string_view(payload));
+  // 19,000 sessions with the extension take the compressed frame, others the plain one.
+  std::vector<message> deflate_queues, plain_queues;
+  for (int i = 0; i < 19000; ++i) {
+    deflate_queues.push_back(m.deflated(d));
+    plain_queues.push_back(m);
+  }
+  CHECK(d.calls.load() == 1);
+  const message c = deflate_queues.front();
+  CHECK(c.compressed());
+  CHECK_FALSE(m.compressed());
+  CHECK(frame_of(c) == with_payload({0xC2, 0x05}, "Z1000"));  // FIN, RSV1, binary
+  CHECK(c.payload() == "Z1000");
+  CHECK(c.op() == opcode::binary);
+  CHECK(c.use_count() == 19002);  // the queues, `c`, and the message's cache
+  CHECK(m.use_count() == 19001);  // the plain queues and `m`
+  bool shared = true;
+  for (const auto& q : deflate_queues) shared = shared && q.frame().data() == c.frame().data();
+  CHECK(shared);
+  // Asking again, or from a copy, gives the same frame without compressing again.
+  const message copy = m;
+  CHECK(copy.deflated(d).frame().data() == c.frame().data());
+  // A compressed frame is not compressed again.
+  CHECK(c.deflated(d).frame().data() == c.frame().data());
+  CHECK(d.calls.load() == 1);
+
+  // Once the plain message is gone, the compressed frame lives on in whoever holds it.
+  deflate_queues.clear();
+  CHECK(c.use_count() == 2);
+  plain_queues.clear();
+  m = message{};
+  CHECK(copy.use_count() == 1);
+  CHECK(c.use_count() == 2);
+  CHECK(c.payload() == "Z1000");
+}
+
+TEST_CASE("message: deflated() keeps the plain frame where compression does not apply") {
+  herald::ws::deflate_config config;
+  config.threshold = 100;
+  fake_deflate d(config);
+  // Below the threshold: not even tried.
+  const message small = message::text(std::string(99, 's'));
+  CHECK(small.deflated(d).frame().data() == small.frame().data());
+  CHECK(d.calls.load() == 0);
+  // Control frames never.
+  const message ping = message::ping(std::string(120, 'p'));
+  CHECK(ping.deflated(d).frame().data() == ping.frame().data());
+  const message close = message::close(1000, std::string(120, 'c'));
+  CHECK(close.deflated(d).frame().data() == close.frame().data());
+  CHECK(d.calls.load() == 0);
+  // An empty message (none) stays empty.
+  CHECK_FALSE(message{}.deflated(d));
+  CHECK_FALSE(message{}.compressed());
+
+  // At the threshold it is compressed.
+  const message at = message::text(std::string(100, 'a'));
+  CHECK(at.deflated(d).compressed());
+  CHECK(d.calls.load() == 1);
+
+  // Not smaller once compressed: plain, and remembered (one try for any number of receivers).
+  d.grow = true;
+  const message grows = message::text(std::string(500, 'x'));
+  for (int i = 0; i < 1000; ++i) CHECK(grows.deflated(d).frame().data() == grows.frame().data());
+  CHECK(d.calls.load() == 2);
+  // The compressor refusing: plain, remembered too.
+  d.grow = false;
+  d.fail = true;
+  const message refused = message::text(std::string(500, 'y'));
+  for (int i = 0; i < 1000; ++i) CHECK_FALSE(refused.deflated(d).compressed());
+  CHECK(d.calls.load() == 3);
+}
+
+TEST_CASE("message: deflated() honours the receiver's window") {
+  const fake_deflate d;  // compressor window 15
+  // 1000 bytes need a 10-bit window on the receiving side (no distance reaches before byte 0).
+  const message m = message::text(std::string(1000, 'w'));
+  CHECK_FALSE(m.deflated(d, 8).compressed());
+  CHECK_FALSE(m.deflated(d, 9).compressed());
+  CHECK(m.deflated(d, 10).compressed());
+  CHECK(m.deflated(d, 15).compressed());
+  CHECK(m.deflated(d, 9).frame().data() == m.frame().data());
+  CHECK(d.calls.load() == 1);
+  // A small message suits even an 8-bit window.
+  const message small = message::text(std::string(256, 's'));
+  CHECK(small.deflated(d, 8).compressed());
+  // A compressor with a small window makes frames for small windows.
+  herald::ws::deflate_config nine;
+  nine.window_bits = 9;
+  const fake_deflate d9(nine);
+  const message big = message::text(std::string(100000, 'b'));
+  CHECK(big.deflated(d9, 9).compressed());
+  CHECK_FALSE(message::text(std::string(100000, 'b')).deflated(d, 14).compressed());
+}
+
+TEST_CASE("message: threads asking for the compressed frame at once share one") {
+  const fake_deflate d;
+  for (int round = 0; round < 50; ++round) {
+    const message m = message::text(std::string(2000, static_cast<char>('a' + round % 26)));
+    std::atomic<int> ready{0};
+    std::vector<const std::uint8_t*> seen(4);
+    std::vector<message> kept(4);
+    std::vector<std::thread> threads;
+    for (std::size_t t = 0; t < 4; ++t)
+      threads.emplace_back([&, t] {
+        ready.fetch_add(1);
+        while (ready.load() < 4) {
+        }
+        kept[t] = m.deflated(d);
+        seen[t] = kept[t].frame().data();
+      });
+    for (auto& t : threads) t.join();
+    for (std::size_t t = 1; t < 4; ++t) CHECK(seen[t] == seen[0]);
+    CHECK(kept[0].compressed());
+    CHECK(kept[0].use_count() == 5);  // the four, and the cache; the losers' copies are freed
+  }
+  CHECK(d.calls.load() >= 50);
+  CHECK(d.calls.load() <= 200);
+}
+
+TEST_CASE("message: masked() keeps a compressed frame's RSV1") {
+  const fake_deflate d;
+  const std::uint8_t k[4] = {0x37, 0xFA, 0x21, 0x3D};
+  std::uint32_t key;
+  std::memcpy(&key, k, 4);
+  const message c = message::text(std::string(1000, 'm')).deflated(d);
+  REQUIRE(c.compressed());
+  const message masked = c.masked(key);
+  CHECK(masked.compressed());
+  CHECK(frame_of(masked)[0] == 0xC1);
+  CHECK(frame_of(masked)[1] == (0x80 | 5));
+  const message plain = message::text("Hello").masked(key);
+  CHECK(frame_of(plain)[0] == 0x81);
 }

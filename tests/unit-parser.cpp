@@ -70,6 +70,7 @@ struct ev {
   std::string payload;
   std::uint16_t code = 0;
   std::string reason;
+  bool compressed = false;
   bool operator==(const ev&) const = default;
 };
 
@@ -88,7 +89,7 @@ const char* kind_name(event_kind k) {
 std::ostream& operator<<(std::ostream& os, const ev& e) {
   os << "{" << kind_name(e.kind) << " op=" << int(e.op) << " payload(" << e.payload.size() << ")=";
   if (e.payload.size() <= 40) os << '"' << e.payload << '"';
-  return os << " code=" << e.code << " reason=\"" << e.reason << "\"}";
+  return os << " code=" << e.code << " reason=\"" << e.reason << "\"" << (e.compressed ? " compressed" : "") << "}";
 }
 
 }  // namespace
@@ -113,7 +114,7 @@ ev record(const event& e) {
   r.kind = e.kind;
   switch (e.kind) {
     case event_kind::need_more: break;
-    case event_kind::message: r.op = e.op; r.payload = std::string(e.payload); break;
+    case event_kind::message: r.op = e.op; r.payload = std::string(e.payload); r.compressed = e.compressed; break;
     case event_kind::ping:
     case event_kind::pong: r.payload = std::string(e.payload); break;
     case event_kind::close: r.code = e.code; r.reason = std::string(e.reason); break;
@@ -136,7 +137,10 @@ struct feeder {
   std::vector<ev> events;
   bool stopped = false;
 
-  explicit feeder(role r = role::server, std::size_t max_message = 64 * 1024) : p(r, parser_limits{max_message}) {}
+  explicit feeder(role r = role::server, std::size_t max_message = 64 * 1024, bool compression = false)
+      : p(r, parser_limits{max_message}) {
+    p.enable_compression(compression);
+  }
 
   void feed(const std::uint8_t* data, std::size_t n) {
     pending.insert(pending.end(), data, data + n);
@@ -170,14 +174,16 @@ struct feeder {
   }
 };
 
-std::vector<ev> parse_at_once(const bytes& stream, role r = role::server, std::size_t max_message = 64 * 1024) {
-  feeder f(r, max_message);
+std::vector<ev> parse_at_once(const bytes& stream, role r = role::server, std::size_t max_message = 64 * 1024,
+                              bool compression = false) {
+  feeder f(r, max_message, compression);
   f.feed(stream);
   return f.events;
 }
 
-std::vector<ev> parse_bytewise(const bytes& stream, role r = role::server, std::size_t max_message = 64 * 1024) {
-  feeder f(r, max_message);
+std::vector<ev> parse_bytewise(const bytes& stream, role r = role::server, std::size_t max_message = 64 * 1024,
+                               bool compression = false) {
+  feeder f(r, max_message, compression);
   for (std::uint8_t b : stream) {
     f.feed(&b, 1);
     if (f.stopped) break;
@@ -186,8 +192,8 @@ std::vector<ev> parse_bytewise(const bytes& stream, role r = role::server, std::
 }
 
 std::vector<ev> parse_chunked(const bytes& stream, unsigned seed, std::size_t max_chunk, role r = role::server,
-                              std::size_t max_message = 64 * 1024) {
-  feeder f(r, max_message);
+                              std::size_t max_message = 64 * 1024, bool compression = false) {
+  feeder f(r, max_message, compression);
   std::mt19937 rng(seed);
   std::uniform_int_distribution<std::size_t> size(1, max_chunk);
   for (std::size_t pos = 0; pos < stream.size() && !f.stopped;) {
@@ -200,15 +206,17 @@ std::vector<ev> parse_chunked(const bytes& stream, unsigned seed, std::size_t ma
 
 // Parses `stream` at once, byte-wise and in random chunks; all must give `expected`.
 void check_all_ways(const bytes& stream, const std::vector<ev>& expected, role r = role::server,
-                    std::size_t max_message = 64 * 1024) {
-  CHECK(parse_at_once(stream, r, max_message) == expected);
-  CHECK(parse_bytewise(stream, r, max_message) == expected);
-  for (unsigned seed = 1; seed <= 3; ++seed) CHECK(parse_chunked(stream, seed, 17, r, max_message) == expected);
+                    std::size_t max_message = 64 * 1024, bool compression = false) {
+  CHECK(parse_at_once(stream, r, max_message, compression) == expected);
+  CHECK(parse_bytewise(stream, r, max_message, compression) == expected);
+  for (unsigned seed = 1; seed <= 3; ++seed)
+    CHECK(parse_chunked(stream, seed, 17, r, max_message, compression) == expected);
 }
 
 // Expect exactly one error event with `code` after the given stream (fed at once and byte-wise).
-void check_error(const bytes& stream, std::uint16_t code, role r = role::server, std::size_t max_message = 64 * 1024) {
-  feeder f(r, max_message);
+void check_error(const bytes& stream, std::uint16_t code, role r = role::server, std::size_t max_message = 64 * 1024,
+                 bool compression = false) {
+  feeder f(r, max_message, compression);
   f.feed(stream);
   REQUIRE(!f.events.empty());
   CHECK(f.events.back().kind == event_kind::error);
@@ -217,7 +225,7 @@ void check_error(const bytes& stream, std::uint16_t code, role r = role::server,
   CHECK(f.p.failed());
   // Byte-wise: the same events; an error's reason text may differ (e.g. "ends inside a
   // sequence" when the bad byte is the last one seen), its code may not.
-  auto bytewise = parse_bytewise(stream, r, max_message);
+  auto bytewise = parse_bytewise(stream, r, max_message, compression);
   REQUIRE(bytewise.size() == f.events.size());
   CHECK(bytewise.back().kind == event_kind::error);
   CHECK(bytewise.back().code == code);
@@ -817,4 +825,101 @@ TEST_CASE("parser: a stream that ends in an error gives the same events in any c
   CHECK(at_once[3].code == close_code::invalid_payload);
   CHECK(parse_bytewise(stream) == at_once);
   for (unsigned seed = 1; seed <= 10; ++seed) CHECK(parse_chunked(stream, seed, 50) == at_once);
+}
+
+// ---------------------------------------------------------------------------------------
+// permessage-deflate (RFC 7692 section 6): RSV1 marks a compressed message
+
+namespace {
+
+bytes with_rsv(bytes frame, std::uint8_t bits) {
+  frame[0] |= bits;
+  return frame;
+}
+
+ev compressed(ev e) {
+  e.compressed = true;
+  return e;
+}
+
+// "Hello" compressed (RFC 7692 section 7.2.3.1): not UTF-8.
+const std::string deflated_hello("\xf2\x48\xcd\xc9\xc9\x07\x00", 7);
+
+}  // namespace
+
+TEST_CASE("parser: with compression, RSV1 on a message's first frame marks it compressed") {
+  const bool on = true;
+  check_all_ways(with_rsv(client_frame(opcode::text, true, deflated_hello), 0x40), {compressed(text(deflated_hello))},
+                 role::server, 64 * 1024, on);
+  check_all_ways(with_rsv(client_frame(opcode::binary, true, deflated_hello), 0x40),
+                 {compressed(binary(deflated_hello))}, role::server, 64 * 1024, on);
+  // Fragmented: RSV1 on the first frame only, a ping between the fragments.
+  const bytes fragmented = cat({with_rsv(client_frame(opcode::text, false, deflated_hello.substr(0, 2)), 0x40),
+                                client_frame(opcode::ping, true, "p"),
+                                client_frame(opcode::continuation, false, deflated_hello.substr(2, 3)),
+                                client_frame(opcode::continuation, true, deflated_hello.substr(5))});
+  check_all_ways(fragmented, {ping("p"), compressed(text(deflated_hello))}, role::server, 64 * 1024, on);
+  // The next message is not compressed unless it says so, and its text is checked again.
+  const bytes then_plain = cat({with_rsv(client_frame(opcode::text, true, deflated_hello), 0x40),
+                                client_frame(opcode::text, true, "plain"), client_frame(opcode::binary, true, "\xff")});
+  check_all_ways(then_plain, {compressed(text(deflated_hello)), text("plain"), binary("\xff")}, role::server, 64 * 1024,
+                 on);
+  check_error(cat({with_rsv(client_frame(opcode::text, true, deflated_hello), 0x40),
+                   client_frame(opcode::text, true, deflated_hello)}),
+              close_code::invalid_payload, role::server, 64 * 1024, on);
+  // The client role reads compressed messages from a server just the same.
+  check_all_ways(with_rsv(server_frame(opcode::text, true, deflated_hello), 0x40), {compressed(text(deflated_hello))},
+                 role::client, 64 * 1024, on);
+  check_all_ways(cat({with_rsv(server_frame(opcode::binary, false, "ab"), 0x40), server_frame(opcode::continuation, true, "cd")}),
+                 {compressed(binary("abcd"))}, role::client, 64 * 1024, on);
+}
+
+TEST_CASE("parser: with compression, RSV1 anywhere else, RSV2 and RSV3 are still 1002") {
+  const bool on = true;
+  // On a continuation frame, after a compressed or a plain first frame.
+  for (std::uint8_t first_rsv : {std::uint8_t(0x40), std::uint8_t(0)}) {
+    CAPTURE(int(first_rsv));
+    check_error(cat({with_rsv(client_frame(opcode::text, false, "a"), first_rsv),
+                     with_rsv(client_frame(opcode::continuation, true, "b"), 0x40)}),
+                close_code::protocol_error, role::server, 64 * 1024, on);
+  }
+  // On control frames.
+  for (opcode op : {opcode::ping, opcode::pong, opcode::close}) {
+    CAPTURE(int(op));
+    check_error(with_rsv(client_frame(op, true, ""), 0x40), close_code::protocol_error, role::server, 64 * 1024, on);
+  }
+  // RSV2 and RSV3, alone or with RSV1.
+  for (std::uint8_t rsv : {0x20, 0x10, 0x60, 0x50, 0x70}) {
+    CAPTURE(int(rsv));
+    check_error(with_rsv(client_frame(opcode::text, true, "x"), rsv), close_code::protocol_error, role::server, 64 * 1024, on);
+    check_error(with_rsv(client_frame(opcode::binary, true, "x"), rsv), close_code::protocol_error, role::server, 64 * 1024,
+                on);
+  }
+  // On an unknown opcode it is the opcode that is wrong, 1002 either way.
+  bytes unknown = with_rsv(client_frame(opcode::binary, true, "x"), 0x40);
+  unknown[0] = static_cast<std::uint8_t>((unknown[0] & 0xF0) | 0x3);
+  check_error(unknown, close_code::protocol_error, role::server, 64 * 1024, on);
+}
+
+TEST_CASE("parser: compression can be turned on, and off again") {
+  parser p;
+  CHECK_FALSE(p.compression_enabled());
+  p.enable_compression();
+  CHECK(p.compression_enabled());
+  p.enable_compression(false);
+  CHECK_FALSE(p.compression_enabled());
+  // Off: RSV1 is 1002 as before.
+  check_error(with_rsv(client_frame(opcode::text, true, deflated_hello), 0x40), close_code::protocol_error);
+}
+
+TEST_CASE("parser: a compressed message's received bytes count against max_message_size") {
+  const bool on = true;
+  const std::string body = pattern(1000);
+  const bytes one = with_rsv(client_frame(opcode::binary, true, body), 0x40);
+  check_all_ways(one, {compressed(binary(body))}, role::server, 1000, on);
+  check_error(one, close_code::message_too_big, role::server, 999, on);
+  const bytes two = cat({with_rsv(client_frame(opcode::text, false, body.substr(0, 600)), 0x40),
+                         client_frame(opcode::continuation, true, body.substr(600))});
+  check_all_ways(two, {compressed(text(body))}, role::server, 1000, on);
+  check_error(two, close_code::message_too_big, role::server, 999, on);
 }

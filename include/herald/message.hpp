@@ -1,6 +1,8 @@
 // An immutable, reference-counted outgoing message. It holds the server-role wire frame
 // (header + payload) in one allocation, built once: a broadcast to a million sessions
-// encodes once and every queue holds the same bytes.
+// encodes once and every queue holds the same bytes. For permessage-deflate receivers the
+// same holds of its compressed frame: deflated() builds it once, on first demand, and keeps it
+// in the message for every later receiver.
 #pragma once
 #include <atomic>
 #include <cstddef>
@@ -8,11 +10,14 @@
 #include <cstring>
 #include <new>
 #include <span>
+#include <string>
 #include <string_view>
 #include <utility>
 
+#include "deflate_support.hpp"
 #include "detail/utf8.hpp"
 #include "websocket/frame.hpp"
+#include "websocket/permessage_deflate.hpp"
 
 namespace herald {
 
@@ -58,10 +63,31 @@ class message {
     message m = allocate(rep_->op, header, size);
     auto* out = const_cast<std::uint8_t*>(m.bytes());
     ws::write_frame_header(out, rep_->op, true, size, true, key);
+    out[0] |= bytes()[0] & 0x70;  // a compressed frame stays compressed (RSV1)
     if (size) std::memcpy(out + header, payload().data(), size);
     ws::apply_mask(out + header, size, key);
     return m;
   }
+
+  // The frame for a receiver that negotiated permessage-deflate with `support`'s settings and
+  // agreed to a window of 2^`window_bits` for what it receives (deflate_agreement::
+  // send_window_bits): the compressed frame (RSV1 set), built on the first call and shared by
+  // every later one from any thread; or this message itself when the payload is below the
+  // threshold, is a control frame, does not get smaller, does not fit that window, or is
+  // already compressed. The compression runs at most once per message (a second thread
+  // asking at the same moment may compress too; one result is kept, the other freed).
+  message deflated(const deflate_support& support, std::uint8_t window_bits = 15) const {
+    if (!rep_ || rep_->window != 0 || ws::is_control(rep_->op) || rep_->payload < support.config().threshold) return *this;
+    rep* c = rep_->deflated.load(std::memory_order_acquire);
+    if (!c) c = build_deflated(support);
+    if (c == rep_ || c->window > window_bits) return *this;
+    message m;
+    m.rep_ = c;
+    m.retain();
+    return m;
+  }
+  // Is this frame compressed (RSV1 set)?
+  bool compressed() const noexcept { return rep_ && (bytes()[0] & 0x40) != 0; }
 
   explicit operator bool() const noexcept { return rep_ != nullptr; }
   ws::opcode op() const noexcept { return rep_->op; }
@@ -80,7 +106,12 @@ class message {
     std::atomic<std::uint32_t> refs;
     ws::opcode op;
     std::uint8_t header;
+    // Compressed frames: the smallest receiver window (log2, 8..15) that inflates them; 0 otherwise.
+    std::uint8_t window;
     std::size_t payload;
+    // Plain data frames: their compressed form once built (holding one reference), or this
+    // rep itself when it goes out uncompressed; null until deflated() is first called.
+    std::atomic<rep*> deflated;
   };
 
   static std::size_t clamp_control(std::size_t n) noexcept { return n < ws::max_control_payload ? n : ws::max_control_payload; }
@@ -96,8 +127,32 @@ class message {
   static message allocate(ws::opcode op, std::size_t header, std::size_t size) {
     void* mem = ::operator new(sizeof(rep) + header + size);
     message m;
-    m.rep_ = ::new (mem) rep{{1}, op, static_cast<std::uint8_t>(header), size};
+    m.rep_ = ::new (mem) rep{{1}, op, static_cast<std::uint8_t>(header), 0, size, {nullptr}};
     return m;
+  }
+
+  // Compresses once and publishes the result in rep_->deflated; returns what is published.
+  rep* build_deflated(const deflate_support& support) const {
+    thread_local std::string body;
+    rep* built = rep_;  // uncompressed, unless compressing pays
+    if (support.compress(payload(), body)) {
+      const std::size_t header = ws::frame_header_size(body.size(), false);
+      if (header + body.size() < frame_size()) {
+        message m = allocate(rep_->op, header, body.size());
+        auto* out = const_cast<std::uint8_t*>(m.bytes());
+        ws::write_frame_header(out, rep_->op, true, body.size());
+        out[0] |= 0x40;  // RSV1: compressed (RFC 7692 section 6)
+        std::memcpy(out + header, body.data(), body.size());
+        m.rep_->window = ws::window_needed(rep_->payload, support.config().window_bits);
+        built = std::exchange(m.rep_, nullptr);
+      }
+    }
+    if (body.capacity() > keep_scratch) std::string().swap(body);
+    rep* expected = nullptr;
+    if (rep_->deflated.compare_exchange_strong(expected, built, std::memory_order_acq_rel, std::memory_order_acquire))
+      return built;
+    if (built != rep_) drop(built);  // another thread published first: keep theirs
+    return expected;
   }
 
   static message make(ws::opcode op, const void* payload, std::size_t size) {
@@ -115,11 +170,17 @@ class message {
     if (rep_) rep_->refs.fetch_add(1, std::memory_order_relaxed);
   }
   void release() noexcept {
-    if (rep_ && rep_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      rep_->~rep();
-      ::operator delete(rep_);
-    }
+    if (rep_) drop(rep_);
   }
+  static void drop(rep* r) noexcept {
+    if (r->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    rep* compressed = r->deflated.load(std::memory_order_acquire);
+    r->~rep();
+    ::operator delete(r);
+    if (compressed && compressed != r) drop(compressed);  // a compressed rep caches nothing: one level
+  }
+
+  static constexpr std::size_t keep_scratch = 64 * 1024;
 
   rep* rep_ = nullptr;
 };

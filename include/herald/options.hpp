@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "deflate_support.hpp"
 #include "detail/asio.hpp"
 #include "http/request.hpp"
 #include "metrics.hpp"
@@ -117,6 +118,9 @@ struct session_options {
   // Optional counters and gauges that sessions report into (see metrics.hpp). The registries
   // count logins and uids into the same object (registry_options::metrics need not be set).
   std::shared_ptr<herald::metrics> metrics{};
+  // Optional permessage-deflate (RFC 7692): set with herald::enable_deflate(options) from
+  // herald/deflate.hpp (needs zlib). Without it, every offer of the extension is declined.
+  std::shared_ptr<const deflate_support> deflate{};
 };
 
 }  // namespace herald

@@ -1,14 +1,16 @@
 // libFuzzer target: herald::ws::parser in both roles, fed in chunks.
 //
 // Input layout: byte 0 picks the chunking (low 3 bits: largest chunk; the rest seeds the
-// chunk sizes), byte 1 picks max_message_size; the rest is the byte stream. Every input is
+// chunk sizes), byte 1 picks max_message_size (low 2 bits) and whether permessage-deflate is
+// enabled (bit 2: RSV1 may mark a compressed message); the rest is the byte stream. Every input is
 // parsed three ways per role: whole, and in chunks whose sizes come from byte 0, keeping the
 // unconsumed bytes and offering them again in a fresh, exactly sized buffer (as ws_session
 // does, so ASan sees any read past what was given). Checked:
 //   - consumed <= size, and need_more leaves at most one incomplete header or control frame;
 //   - after an error the parser stays failed and consumes nothing;
 //   - message payloads are at most max_message_size, control payloads at most 125 bytes,
-//     text and close reasons are UTF-8, close codes are valid;
+//     text (unless compressed) and close reasons are UTF-8, close codes are valid; only with
+//     compression enabled is a message ever reported compressed;
 //   - chunking changes nothing: the chunked event sequence equals the whole-buffer one
 //     (for an error, the code; the reason may name the same fault differently).
 #include <herald/websocket/parser.hpp>
@@ -35,24 +37,29 @@ struct recorded {
   std::string payload;
   std::uint16_t code;
   std::string reason;
+  bool compressed;
 };
 
 bool same(const recorded& a, const recorded& b) {
   if (a.kind != b.kind) return false;
   if (a.kind == event_kind::error) return a.code == b.code;
-  return a.op == b.op && a.payload == b.payload && a.code == b.code && a.reason == b.reason;
+  return a.op == b.op && a.payload == b.payload && a.code == b.code && a.reason == b.reason &&
+         a.compressed == b.compressed;
 }
 
 // Largest bytes need_more may leave unconsumed: an incomplete frame header (at most 14
 // bytes) or a control frame waiting to be whole (2 + 4 + 125).
 constexpr std::size_t max_leftover = 2 + 4 + max_control_payload;
 
-void check_event(const event& e, std::size_t limit) {
+void check_event(const event& e, std::size_t limit, bool compression) {
+  if (e.kind != event_kind::message) FUZZ_CHECK(!e.compressed);
   switch (e.kind) {
     case event_kind::message:
       FUZZ_CHECK(e.payload.size() <= limit);
       FUZZ_CHECK(e.op == opcode::text || e.op == opcode::binary);
-      if (e.op == opcode::text) FUZZ_CHECK(herald::detail::is_valid_utf8(e.payload.data(), e.payload.size()));
+      if (!compression) FUZZ_CHECK(!e.compressed);
+      if (e.op == opcode::text && !e.compressed)
+        FUZZ_CHECK(herald::detail::is_valid_utf8(e.payload.data(), e.payload.size()));
       break;
     case event_kind::ping:
     case event_kind::pong:
@@ -77,7 +84,7 @@ void check_event(const event& e, std::size_t limit) {
 // Copies the event out of the parser's views (which die at the next call), touching every
 // byte so a view into freed or foreign memory is reported.
 recorded record(const event& e) {
-  return {e.kind, e.op, std::string(e.payload), e.code, std::string(e.reason)};
+  return {e.kind, e.op, std::string(e.payload), e.code, std::string(e.reason), e.compressed};
 }
 
 // Parses everything in `buf` (exactly sized) with `p`; appends events to `out`. Returns the
@@ -94,7 +101,7 @@ std::vector<std::uint8_t> drain(parser& p, std::unique_ptr<std::uint8_t[]> buf, 
       return {};
     }
     pos += r.consumed;
-    check_event(r.ev, limit);
+    check_event(r.ev, limit, p.compression_enabled());
     if (r.ev.kind == event_kind::need_more) {
       FUZZ_CHECK(size - pos <= max_leftover);
       FUZZ_CHECK(!p.failed());
@@ -124,17 +131,20 @@ std::unique_ptr<std::uint8_t[]> exact_copy(const std::uint8_t* a, std::size_t na
   return out;
 }
 
-std::vector<recorded> parse_whole(role r, std::size_t limit, const std::uint8_t* data, std::size_t size, bool& in_message) {
+std::vector<recorded> parse_whole(role r, std::size_t limit, bool compression, const std::uint8_t* data, std::size_t size,
+                                  bool& in_message) {
   parser p(r, parser_limits{limit});
+  p.enable_compression(compression);
   std::vector<recorded> events;
   drain(p, exact_copy(data, size, nullptr, 0), size, limit, events);
   in_message = p.in_message();
   return events;
 }
 
-std::vector<recorded> parse_chunked(role r, std::size_t limit, const std::uint8_t* data, std::size_t size,
+std::vector<recorded> parse_chunked(role r, std::size_t limit, bool compression, const std::uint8_t* data, std::size_t size,
                                     std::uint32_t seed, std::size_t max_chunk, bool& in_message) {
   parser p(r, parser_limits{limit});
+  p.enable_compression(compression);
   std::vector<recorded> events;
   std::vector<std::uint8_t> pending;
   std::size_t pos = 0;
@@ -162,13 +172,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::size_t max_chunk = max_chunks[data[0] & 7];
   const std::uint32_t seed = data[0] >> 3;
   const std::size_t limit = limits[data[1] & 3];
+  const bool compression = (data[1] & 4) != 0;
   data += 2;
   size -= 2;
 
   for (role r : {role::server, role::client}) {
     bool whole_in_message = false, chunked_in_message = false;
-    const auto whole = parse_whole(r, limit, data, size, whole_in_message);
-    const auto chunked = parse_chunked(r, limit, data, size, seed, max_chunk, chunked_in_message);
+    const auto whole = parse_whole(r, limit, compression, data, size, whole_in_message);
+    const auto chunked = parse_chunked(r, limit, compression, data, size, seed, max_chunk, chunked_in_message);
     FUZZ_CHECK(whole.size() == chunked.size());
     for (std::size_t i = 0; i < whole.size(); ++i) FUZZ_CHECK(same(whole[i], chunked[i]));
     const bool failed = !whole.empty() && whole.back().kind == event_kind::error;

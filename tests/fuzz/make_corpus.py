@@ -6,6 +6,7 @@ fuzz_*.cpp), followed by the stream: frames, a handshake request or response, or
 """
 import os
 import struct
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEY = bytes([0x37, 0xFA, 0x21, 0x3D])
@@ -67,6 +68,16 @@ frames("control_fragmented", frame(0x9, b"x", fin=False))
 frames("continuation_alone", frame(0x0, b"x"))
 frames("many_small", b"".join(frame(0x1, bytes([0x61 + i % 26]) * i) for i in range(20)), chunking=0x0A)
 
+# With permessage-deflate enabled (byte 1 bit 2): RSV1 (rsv=4) on a message's first frame.
+HELLO_DEFLATED = bytes([0xF2, 0x48, 0xCD, 0xC9, 0xC9, 0x07, 0x00])  # RFC 7692 section 7.2.3.1
+frames("deflate_text", frame(0x1, HELLO_DEFLATED, rsv=4), limit=0x07)
+frames("deflate_fragmented", frame(0x1, HELLO_DEFLATED[:3], fin=False, rsv=4) + frame(0x9, b"p") +
+       frame(0x0, HELLO_DEFLATED[3:]) + frame(0x1, b"plain"), chunking=0x02, limit=0x07)
+frames("deflate_rsv1_continuation", frame(0x2, b"ab", fin=False, rsv=4) + frame(0x0, b"cd", rsv=4), limit=0x07)
+frames("deflate_rsv1_ping", frame(0x9, b"x", rsv=4), limit=0x07)
+frames("deflate_rsv2", frame(0x1, b"x", rsv=6), limit=0x07)
+frames("deflate_unmasked", frame(0x2, HELLO_DEFLATED, masked=False, rsv=4), chunking=0x11, limit=0x07)
+
 # fuzz_handshake: byte 0 = limit (low 2 bits) and read size (bits 2-3), then the head.
 REQ = (b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n"
        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -91,6 +102,43 @@ write("fuzz_handshake", "response_101",
       b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")
 write("fuzz_handshake", "response_503",
       bytes([0x0F]) + b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 18\r\nRetry-After: 5\r\n\r\ntoo many sessions\n")
+
+# fuzz_inflate: byte 0 = limit (low 2 bits), session inflater (bit 2), its window - 8 (bits 3-5);
+# byte 1 = length of a first message (0: the rest is one message); then the compressed bodies.
+def deflated(payload, wbits=15, level=6, context=None, finish=False):
+    c = context or zlib.compressobj(level, zlib.DEFLATED, -wbits)
+    out = c.compress(payload) + c.flush(zlib.Z_FINISH if finish else zlib.Z_SYNC_FLUSH)
+    return out if finish else out[:-4]
+
+
+def inflate_seed(name, *bodies, limit=2, session=False, window=15):
+    config = limit | (4 if session else 0) | (window - 8) << 3
+    first = len(bodies[0]) if len(bodies) == 2 else 0
+    assert first < 256 and len(bodies) <= 2
+    write("fuzz_inflate", name, bytes([config, first]) + b"".join(bodies))
+
+
+JSON = b'{"uid":42,"event":"price","value":17.25,"tags":["a","b","c"]}' * 30
+inflate_seed("rfc_hello", HELLO_DEFLATED)
+inflate_seed("rfc_stored_hello", bytes([0x00, 0x05, 0x00, 0xFA, 0xFF]) + b"Hello" + bytes([0x00]))
+inflate_seed("rfc_hello_bfinal", deflated(b"Hello", finish=True))
+inflate_seed("empty", bytes([0x00]))
+inflate_seed("json", deflated(JSON), limit=3)
+inflate_seed("json_over_limit", deflated(JSON), limit=1)
+inflate_seed("zip_bomb", deflated(bytes(1 << 20)), limit=3)
+inflate_seed("truncated", deflated(JSON)[:40], limit=3)
+inflate_seed("distance_too_far", bytes([0xF2, 0x00, 0x11, 0x00, 0x00]))
+inflate_seed("bad_block_type", bytes([0xFF, 0x00, 0x11]))
+inflate_seed("stateless_pair", deflated(JSON[:200]), deflated(JSON[200:1400]), limit=3)
+# A client that keeps its context: the second message refers back into the first (RFC 7692
+# section 7.2.3.2), then one after a final block.
+ctx = zlib.compressobj(6, zlib.DEFLATED, -12)
+inflate_seed("context_pair", deflated(JSON[:300], context=ctx), deflated(JSON[:300] + b"!", context=ctx),
+             limit=3, session=True, window=12)
+inflate_seed("context_after_final", deflated(b"Hello", finish=True), bytes([0xF2, 0x00, 0x11, 0x00, 0x00]),
+             session=True)
+inflate_seed("session_window_9", deflated(JSON, wbits=9), limit=3, session=True, window=9)
+inflate_seed("session_window_8", deflated(JSON[:250], wbits=9), limit=2, session=True, window=8)
 
 # fuzz_utf8: bytes 0-1 = split point, then the text.
 def text(name, data, split=0):

@@ -34,6 +34,13 @@ fi
 
 cmake -S "$root" -B "$build" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DHERALD_BUILD_FUZZERS=ON -DHERALD_BUILD_BENCHMARKS=OFF >/dev/null
+# fuzz_inflate (permessage-deflate) exists when CMake found zlib (Debian: zlib1g-dev).
+build_targets="$(cmake --build "$build" --target help)"
+if grep -qw fuzz_inflate <<<"$build_targets"; then
+  targets+=(fuzz_inflate)
+else
+  echo "run_fuzzers: zlib not found, fuzz_inflate skipped (apt-get install zlib1g-dev)" >&2
+fi
 cmake --build "$build" -j "$jobs" --target "${targets[@]}"
 
 status=0

@@ -1,6 +1,8 @@
 // A pull parser for RFC 6455 frames: bytes in, one event out per call. No I/O, no
 // allocation for a message that arrives in one piece (it is unmasked and validated in
 // the caller's buffer); fragmented or partially received messages are assembled here.
+// With permessage-deflate enabled (enable_compression), a message whose first frame has RSV1
+// set is reported `compressed`: its payload is the compressed body, for the caller to inflate.
 #pragma once
 #include <algorithm>
 #include <cstddef>
@@ -26,6 +28,9 @@ enum class event_kind : std::uint8_t {
 struct event {
   event_kind kind = event_kind::need_more;
   opcode op = opcode::continuation;
+  // A message sent compressed (permessage-deflate, RSV1 on its first frame): `payload` is the
+  // compressed body, not yet checked for UTF-8; the caller inflates and checks it.
+  bool compressed = false;
   std::string_view payload;  // valid until the next call to next() or until the input buffer changes
   std::uint16_t code = 0;
   std::string_view reason;
@@ -64,7 +69,13 @@ class parser {
         const bool masked = b1 & 0x80;
         const std::uint8_t len7 = b1 & 0x7F;
         // Judge what the first two bytes already show before waiting for the rest.
-        if (b0 & 0x70) return fail(pos, close_code::protocol_error, "reserved bits set without an extension");
+        if (b0 & 0x70) {
+          // RSV1 may mark a compressed message, on its first frame only (RFC 7692 section 6.1).
+          if (!compression_ || (b0 & 0x30)) return fail(pos, close_code::protocol_error, "reserved bits set without an extension");
+          if (op != 1 && op != 2)
+            return fail(pos, close_code::protocol_error,
+                        op == 0 ? "RSV1 set on a continuation frame" : "RSV1 set on a control or unknown frame");
+        }
         if (!is_known_opcode(op)) return fail(pos, close_code::protocol_error, "unknown opcode");
         const bool control = op & 0x8;
         if (control && !fin) return fail(pos, close_code::protocol_error, "fragmented control frame");
@@ -108,6 +119,8 @@ class parser {
         if (op != 0) {
           in_message_ = true;
           message_op_ = static_cast<opcode>(op);
+          compressed_ = (b0 & 0x40) != 0;
+          check_utf8_ = op == 1 && !compressed_;  // a compressed text message is checked once inflated
           message_size_ = 0;
           utf8_.reset();
         }
@@ -122,7 +135,7 @@ class parser {
         if (fin && op != 0 && size - pos >= len) {
           std::uint8_t* payload = data + pos;
           if (masked) apply_mask(payload, len, key);
-          if (message_op_ == opcode::text && !detail::is_valid_utf8(payload, len))
+          if (check_utf8_ && !detail::is_valid_utf8(payload, len))
             return fail(pos, close_code::invalid_payload, "text message is not valid UTF-8");
           pos += len;
           in_frame_ = false;
@@ -134,7 +147,7 @@ class parser {
       const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(frame_remaining_, size - pos));
       std::uint8_t* chunk = data + pos;
       if (role_ == role::server) apply_mask(chunk, take, mask_key_, mask_offset_);
-      if (message_op_ == opcode::text && !utf8_.feed(chunk, take))
+      if (check_utf8_ && !utf8_.feed(chunk, take))
         return fail(pos, close_code::invalid_payload, "text message is not valid UTF-8");
       assembly_.append(reinterpret_cast<const char*>(chunk), take);
       pos += take;
@@ -143,7 +156,7 @@ class parser {
       if (frame_remaining_ != 0) return {pos, {}};
       in_frame_ = false;
       if (frame_fin_) {
-        if (message_op_ == opcode::text && !utf8_.complete())
+        if (check_utf8_ && !utf8_.complete())
           return fail(pos, close_code::invalid_payload, "text message ends inside a UTF-8 sequence");
         in_message_ = false;
         release_assembly_ = true;
@@ -151,6 +164,12 @@ class parser {
       }
     }
   }
+
+  // After permessage-deflate was negotiated: RSV1 on the first frame of a text or binary
+  // message marks it compressed (RFC 7692 section 6). RSV1 elsewhere, and RSV2 and RSV3, stay
+  // protocol errors. max_message_size then bounds the compressed bytes as received.
+  void enable_compression(bool on = true) noexcept { compression_ = on; }
+  bool compression_enabled() const noexcept { return compression_; }
 
   bool failed() const noexcept { return failed_; }
   bool in_message() const noexcept { return in_message_; }
@@ -168,6 +187,7 @@ class parser {
     event e;
     e.kind = event_kind::message;
     e.op = message_op_;
+    e.compressed = compressed_;
     e.payload = view(p, n);
     return e;
   }
@@ -225,6 +245,9 @@ class parser {
   bool in_message_ = false;
   bool frame_fin_ = false;
   bool release_assembly_ = false;
+  bool compression_ = false;   // permessage-deflate negotiated: RSV1 allowed where it may be
+  bool compressed_ = false;    // the current message is compressed
+  bool check_utf8_ = false;    // the current message is uncompressed text
   opcode message_op_ = opcode::text;
   std::uint16_t error_code_ = 0;
   std::uint32_t mask_key_ = 0;
