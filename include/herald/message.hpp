@@ -1,7 +1,8 @@
 // An immutable, reference-counted outgoing message. It holds the server-role wire frame
 // (header + payload) in one allocation, built once: a broadcast to a million sessions
 // encodes once and every queue holds the same bytes.
-#pragma once
+#ifndef HERALD_MESSAGE_HPP
+#define HERALD_MESSAGE_HPP
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -117,3 +118,5 @@ class message {
 };
 
 }  // namespace herald
+
+#endif  // HERALD_MESSAGE_HPP

@@ -1,7 +1,8 @@
 // registry<Session, single_thread>: one io_context thread owns the registry and every
 // session in it, with no locks, like the seed's `count = 1` worker. Call it only from that
 // thread (the sessions' coroutines do).
-#pragma once
+#ifndef HERALD_POLICY_SINGLE_THREAD_HPP
+#define HERALD_POLICY_SINGLE_THREAD_HPP
 #include <memory>
 #include <string>
 #include <string_view>
@@ -146,3 +147,5 @@ class registry<Session, single_thread> {
 };
 
 }  // namespace herald
+
+#endif  // HERALD_POLICY_SINGLE_THREAD_HPP

@@ -1,7 +1,8 @@
 // A pull parser for RFC 6455 frames: bytes in, one event out per call. No I/O, no
 // allocation for a message that arrives in one piece (it is unmasked and validated in
 // the caller's buffer); fragmented or partially received messages are assembled here.
-#pragma once
+#ifndef HERALD_WEBSOCKET_PARSER_HPP
+#define HERALD_WEBSOCKET_PARSER_HPP
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -237,3 +238,5 @@ class parser {
 };
 
 }  // namespace herald::ws
+
+#endif  // HERALD_WEBSOCKET_PARSER_HPP
