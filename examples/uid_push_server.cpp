@@ -14,9 +14,11 @@
 // The split is at the first ':', so a message may contain colons. A closed session's uid
 // is unbound; a second login of the same uid is governed by --duplicates.
 //
-// Usage: uid_push_server [--address A] [--port P] [--duplicates multi|replace|reject]
+// Usage (`uid_push_server --help` prints it all):
+//        uid_push_server [--address A] [--port P] [--duplicates multi|replace|reject]
 //                        [--max-message BYTES] [--idle-timeout SECONDS] [--threads N]
 //                        [--handshake-timeout SECONDS] [--tls-cert FILE --tls-key FILE] [--web DIR]
+//                        [--metrics-port P] [--http-port P [--http-address A] --api-key K]
 // --threads N (default 1): N > 1 uses the multi_thread registry, one io_context per thread.
 // --handshake-timeout S (default 10, fractions allowed): from accept to the end of the
 //   opening handshake (the TLS handshake included); then the connection is dropped.
@@ -32,10 +34,19 @@
 //   without it any origin is accepted.
 // --rate-limit N: at most N messages per second per session (a burst of N); a session that
 //   sends faster is closed with 1008 "rate limit exceeded". Default: off.
+// --http-port P --api-key K: the HTTP push API of herald/http_api.hpp on 127.0.0.1:P (or
+//   --http-address), for other programs (PHP, cron jobs, curl) to push without WebSocket;
+//   every request needs "Authorization: Bearer K" (the key may come from HERALD_API_KEY
+//   instead, to keep it out of `ps`):
+//     POST /send/<uid>, POST /group/<name>, POST /broadcast   body = the message -> {"delivered": n}
+//     GET /online/<uid> -> {"online": b}    GET /presence -> {"uids": n, "sessions": m}
+//     GET /metrics -> the Prometheus text of --metrics-port
+//   e.g. curl -H 'Authorization: Bearer K' -d 'hello' http://127.0.0.1:P/send/alice
 // SIGINT/SIGTERM close every session with 1001 and exit 0.
 // To start your own server from this one, copy it with uid_protocol.hpp (the login rule and
 // the message handling, shared with cluster_node.cpp).
 #include <herald.hpp>
+#include <herald/http_api.hpp>
 #if HERALD_EXAMPLE_TLS
 #include <herald/tls.hpp>
 #endif
@@ -44,6 +55,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -193,28 +205,69 @@ struct config {
   std::size_t send_queue_limit = 0;  // 0: 4 x max_message
   std::vector<std::string> origins;
   double rate_limit = 0;
+  int http_port = -1;  // -1: no HTTP push API
+  std::string http_address = "127.0.0.1";
+  std::string api_key;
 };
 
-[[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr,
-               "uid_push_server: %s\nusage: uid_push_server [--address A] [--port P] "
-               "[--duplicates multi|replace|reject] [--max-message BYTES] [--idle-timeout SECONDS] "
-               "[--threads N] [--handshake-timeout SECONDS] [--tls-cert FILE --tls-key FILE] [--web DIR] [--metrics-port P] "
-               "[--send-queue-limit BYTES] [--origin ORIGIN]... [--rate-limit N]\n",
-               why);
+constexpr const char* usage_text =
+    "usage: uid_push_server [options]\n"
+    "A WebSocket push server. A connection's first message is its uid; then it sends <uid>:<message>,\n"
+    "all:<message>, join:<name>, leave:<name> or group:<name>:<message> (README.md has the protocol).\n"
+    "\n"
+    "  --address A              address to listen on (default 0.0.0.0)\n"
+    "  --port P                 WebSocket port (default 1234; 0: any free port, printed at start)\n"
+    "  --duplicates MODE        a second login of a uid: multi (default: every device receives),\n"
+    "                           replace (the older session gets close 4000) or reject (the new one gets 1008)\n"
+    "  --max-message BYTES      largest message, in or pushed (default 1048576); beyond: close 1009, HTTP 413\n"
+    "  --idle-timeout SECONDS   a silent connection is pinged after this, dropped as long again later (default 30)\n"
+    "  --handshake-timeout S    from accept to the end of the opening handshake, TLS included (default 10)\n"
+    "  --threads N              N > 1: the multi_thread registry, one io_context per thread (default 1)\n"
+    "  --tls-cert FILE --tls-key FILE\n"
+    "                           serve wss:// (PEM certificate chain, unencrypted key); needs a build with OpenSSL\n"
+    "  --web DIR                answer plain HTTP GET on the WebSocket port with DIR's files (e.g. examples/web)\n"
+    "  --metrics-port P         Prometheus text at http://127.0.0.1:P/metrics\n"
+    "  --http-port P            the HTTP push API on P (needs --api-key): POST /send/<uid>, /broadcast,\n"
+    "                           /group/<name> (body = the message); GET /online/<uid>, /presence, /metrics\n"
+    "  --http-address A         address of the HTTP push API (default 127.0.0.1)\n"
+    "  --api-key K              the API's key: requests need \"Authorization: Bearer K\" (or set HERALD_API_KEY)\n"
+    "  --send-queue-limit BYTES what may wait behind the frame being written to a session (default 4 x\n"
+    "                           --max-message); a reader further behind is closed with 1008\n"
+    "  --origin ORIGIN          only pages from this origin may connect (repeatable; others: HTTP 403;\n"
+    "                           default: any origin)\n"
+    "  --rate-limit N           at most N messages per second per session, else close 1008 (default: off)\n"
+    "  -h, --help               print this and exit\n"
+    "\n"
+    "SIGINT/SIGTERM close every session with 1001 and exit 0.\n"
+    "Push from another program: curl -H 'Authorization: Bearer K' -d 'hello' http://127.0.0.1:P/send/alice\n";
+
+[[noreturn]] void usage(const std::string& why) {
+  std::fprintf(stderr, "uid_push_server: %s\n(uid_push_server --help lists the options)\n", why.c_str());
   std::exit(2);
 }
 
 config parse_args(int argc, char** argv) {
   config c;
+  if (const char* key = std::getenv("HERALD_API_KEY")) c.api_key = key;
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
     auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage("missing value");
+      if (i + 1 >= argc) usage("missing value after " + std::string(a));
       return argv[++i];
     };
+    auto port = [&]() -> int {
+      const std::string v = value();
+      std::size_t end = 0;
+      int p = -1;
+      try {
+        p = std::stoi(v, &end);
+      } catch (const std::exception&) {
+      }
+      if (end != v.size() || p < 0 || p > 65535) usage(std::string(a) + " takes a port number (0 to 65535), not '" + v + "'");
+      return p;
+    };
     if (a == "--address") c.address = value();
-    else if (a == "--port") c.port = static_cast<unsigned short>(std::stoi(value()));
+    else if (a == "--port") c.port = static_cast<unsigned short>(port());
     else if (a == "--max-message") c.max_message = std::stoul(value());
     else if (a == "--idle-timeout") c.idle_timeout = std::stoi(value());
     else if (a == "--handshake-timeout") {
@@ -223,7 +276,10 @@ config parse_args(int argc, char** argv) {
     } else if (a == "--threads") c.threads = std::max(1, std::stoi(value()));
     else if (a == "--tls-cert") c.tls_cert = value();
     else if (a == "--tls-key") c.tls_key = value();
-    else if (a == "--metrics-port") c.metrics_port = static_cast<unsigned short>(std::stoi(value()));
+    else if (a == "--metrics-port") c.metrics_port = static_cast<unsigned short>(port());
+    else if (a == "--http-port") c.http_port = port();
+    else if (a == "--http-address") c.http_address = value();
+    else if (a == "--api-key") c.api_key = value();
     else if (a == "--send-queue-limit") c.send_queue_limit = std::stoul(value());
     else if (a == "--origin") c.origins.push_back(value());
     else if (a == "--rate-limit") {
@@ -241,10 +297,14 @@ config parse_args(int argc, char** argv) {
       else if (d == "replace") c.duplicates = herald::duplicate_login::replace;
       else if (d == "reject") c.duplicates = herald::duplicate_login::reject;
       else usage("--duplicates takes multi, replace or reject");
-    } else if (a == "--help" || a == "-h") usage("help");
-    else usage("unknown option");
+    } else if (a == "--help" || a == "-h") {
+      std::fputs(usage_text, stdout);
+      std::exit(0);
+    } else usage("unknown option " + std::string(a));
   }
   if (c.tls_cert.empty() != c.tls_key.empty()) usage("--tls-cert and --tls-key go together");
+  if (c.http_port >= 0 && c.api_key.empty())
+    usage("--http-port needs --api-key K (or HERALD_API_KEY): an API without a key would refuse every request");
   return c;
 }
 
@@ -290,6 +350,29 @@ int run(const config& cfg, std::vector<std::unique_ptr<asio::io_context>>& conte
                    asio::co_spawn(ex, serve<Session>(make_stream(std::move(s)), users, conns, options), asio::detached);
                  }, lo), asio::detached);
 
+  // --http-port: the HTTP push API, on the first io_context (the single_thread registry's
+  // thread; the multi_thread registry may be called from any thread), plus GET /metrics.
+  asio::ip::tcp::acceptor api_acceptor(io);
+  if (cfg.http_port >= 0) {
+    const asio::ip::tcp::endpoint api_endpoint(asio::ip::make_address(cfg.http_address),
+                                               static_cast<unsigned short>(cfg.http_port));
+    api_acceptor.open(api_endpoint.protocol());
+    api_acceptor.set_option(asio::socket_base::reuse_address(true));
+    api_acceptor.bind(api_endpoint);
+    api_acceptor.listen(asio::socket_base::max_listen_connections);
+    herald::http_api_options api;
+    api.api_key = cfg.api_key;
+    api.max_body_size = cfg.max_message;
+    api.limit = std::make_shared<herald::session_limit>(1024);
+    api.extra_routes = [stats](const herald::http::request& req, std::string_view) -> std::optional<herald::http_api_answer> {
+      if (req.target.substr(0, req.target.find('?')) != "/metrics") return std::nullopt;
+      if (req.method != "GET") return herald::http_api_answer{405, "text/plain; charset=utf-8", "only GET\n", "Allow: GET\r\n"};
+      return herald::http_api_answer{200, "text/plain; version=0.0.4", stats->prometheus(), ""};
+    };
+    std::cout << "uid_push_server http api on " << api_acceptor.local_endpoint() << std::endl;
+    asio::co_spawn(io, herald::serve_http_api(api_acceptor, users, std::move(api)), asio::detached);
+  }
+
   asio::ip::tcp::acceptor metrics_acceptor(io);
   if (cfg.metrics_port) {
     metrics_acceptor = asio::ip::tcp::acceptor(io, {asio::ip::make_address("127.0.0.1"), cfg.metrics_port});
@@ -312,6 +395,7 @@ int run(const config& cfg, std::vector<std::unique_ptr<asio::io_context>>& conte
   signals.async_wait([&](herald::error_code, int) {
     acceptor.close();
     if (metrics_acceptor.is_open()) metrics_acceptor.close();
+    if (api_acceptor.is_open()) api_acceptor.close();
     deadline.expires_after(so.close_timeout + 1s);
     deadline.async_wait([&](herald::error_code) { stop_all(); });
     conns.stop(stop_all);

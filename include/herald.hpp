@@ -1,6 +1,7 @@
 // herald: real-time push over WebSocket, as a header-only C++20 coroutine library on Asio.
 // This is the one header an application includes.
-#pragma once
+#ifndef HERALD_HPP
+#define HERALD_HPP
 
 #include "herald/detail/asio.hpp"
 #include "herald/listen.hpp"
@@ -13,3 +14,5 @@
 #include "herald/websocket/handshake.hpp"
 #include "herald/websocket/parser.hpp"
 #include "herald/ws_session.hpp"
+
+#endif  // HERALD_HPP

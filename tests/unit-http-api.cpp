@@ -7,7 +7,10 @@
 #include <herald/http_api.hpp>
 
 #include <map>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 using namespace herald_test;
 
@@ -66,10 +69,11 @@ struct api_fixture {
   test_server<> server{io};
   tcp::acceptor api{io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)};
 
-  api_fixture() {
+  explicit api_fixture(decltype(herald::http_api_options::extra_routes) extra_routes = {}) {
     herald::http_api_options o;
     o.api_key = "k3y";
     o.max_body_size = 100;
+    o.extra_routes = std::move(extra_routes);
     asio::co_spawn(io, herald::serve_http_api(api, server.users, o), asio::detached);
   }
   unsigned short port() const { return api.local_endpoint().port(); }
@@ -216,6 +220,50 @@ TEST_CASE("http api: 401 without the key, 404 and 405 otherwise, and the connect
     CHECK(co_await next_text(*alice) == "finally");
     f.stop();
   });
+}
+
+TEST_CASE("http api: extra_routes answers what the built-in endpoints do not take, after the key") {
+  std::vector<std::string> asked;  // method, target and body of each call
+  api_fixture f([&](const herald::http::request& req, std::string_view body) -> std::optional<herald::http_api_answer> {
+    asked.push_back(std::string(req.method) + " " + std::string(req.target) + " " + std::string(body));
+    if (req.target == "/metrics") {
+      if (req.method != "GET") return herald::http_api_answer{405, "text/plain", "only GET\n", "Allow: GET\r\n"};
+      return herald::http_api_answer{200, "text/plain; version=0.0.4", "herald_sessions 1\n", ""};
+    }
+    return std::nullopt;
+  });
+  run(f.io, [&]() -> asio::awaitable<void> {
+    auto alice = co_await login_client(f.server, "alice");
+    auto c = co_await raw_client::connect(f.port());
+    std::string pending;
+    co_await c.write(get("/metrics"));
+    auto a = co_await read_answer(c, pending);
+    CHECK(a.status == 200);
+    CHECK(a.headers["content-type"] == "text/plain; version=0.0.4");
+    CHECK(a.headers["connection"] == "keep-alive");
+    CHECK(a.body == "herald_sessions 1\n");
+    co_await c.write(post("/metrics", "abc"));
+    a = co_await read_answer(c, pending);
+    CHECK(a.status == 405);
+    CHECK(a.headers["allow"] == "GET");
+    CHECK(a.body == "only GET\n");
+    co_await c.write(get("/metrics", ""));  // no key: never asked
+    a = co_await read_answer(c, pending);
+    CHECK(a.status == 401);
+    co_await c.write(get("/elsewhere"));
+    a = co_await read_answer(c, pending);
+    CHECK(a.status == 404);
+    CHECK(a.headers["content-type"] == "application/json");
+    co_await c.write(get("/send/alice"));  // a built-in endpoint keeps its 405
+    a = co_await read_answer(c, pending);
+    CHECK(a.status == 405);
+    co_await c.write(post("/send/alice", "still works"));
+    a = co_await read_answer(c, pending);
+    CHECK(a.status == 200);
+    CHECK(co_await next_text(*alice) == "still works");
+    f.stop();
+  });
+  CHECK(asked == std::vector<std::string>{"GET /metrics ", "POST /metrics abc", "GET /elsewhere "});
 }
 
 TEST_CASE("http api: 413 over the size limit closes; the limit itself is fine") {

@@ -19,7 +19,6 @@
 // made on first use. A session holds none, unless its peer was allowed context takeover
 // (deflate_config::allow_peer_context_takeover): then it holds its own inflater from its first
 // compressed message on, zlib's inflate state plus a 2^window window.
-#pragma once
 #ifndef HERALD_DEFLATE_HPP
 #define HERALD_DEFLATE_HPP
 #include <zlib.h>

@@ -5,7 +5,6 @@
 //
 // One virtual call per message compressed (once per message, whatever the number of
 // receivers) or inflated; nothing per delivery.
-#pragma once
 #ifndef HERALD_DEFLATE_SUPPORT_HPP
 #define HERALD_DEFLATE_SUPPORT_HPP
 #include <cstddef>

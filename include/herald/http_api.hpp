@@ -14,6 +14,10 @@
 // (then the connection closes). Unknown paths 404, wrong methods 405 (with Allow). HTTP/1.1
 // keep-alive and pipelining; `Expect: 100-continue` is answered. Responses are JSON.
 //
+// An application adds endpoints of its own with http_api_options::extra_routes (e.g.
+// uid_push_server's GET /metrics): asked, after the key is checked, for every request the
+// endpoints above do not take; its answer's status, type and body are sent as they are.
+//
 // It works with any registry policy:
 //   - single_thread / multi_thread: as above;
 //   - redis_cluster: the answers add the cluster: {"delivered": n, "published": true,
@@ -28,10 +32,12 @@
 //
 // The API's connections run on the acceptor's executor: for single_thread and redis_cluster,
 // the registry's thread. Parsing is http::parse_request, the same parser as the handshake.
-#pragma once
+#ifndef HERALD_HTTP_API_HPP
+#define HERALD_HTTP_API_HPP
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -49,6 +55,14 @@
 namespace herald {
 
 
+// The answer of an application's own endpoint (http_api_options::extra_routes).
+struct http_api_answer {
+  int status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body;
+  std::string headers;  // extra header lines, each ending in "\r\n" (e.g. "Allow: GET\r\n")
+};
+
 struct http_api_options {
   // Requests must carry "Authorization: Bearer <api_key>". An empty key refuses everything.
   std::string api_key;
@@ -60,6 +74,10 @@ struct http_api_options {
   std::chrono::steady_clock::duration idle_timeout = std::chrono::seconds(30);
   // Optional cap on concurrent API connections; past it: 503 and close.
   std::shared_ptr<session_limit> limit;
+  // Optional: the application's own endpoints. Called on the connection's thread, after the
+  // key is checked, for a request no endpoint above takes (with its body, at most
+  // max_body_size bytes); std::nullopt answers 404. It must not throw.
+  std::function<std::optional<http_api_answer>(const http::request& request, std::string_view body)> extra_routes;
 };
 
 namespace http_api_detail {
@@ -111,16 +129,23 @@ inline const char* reason_phrase(int status) {
   return status == 411 ? "Length Required" : http::status_text(status);
 }
 
-inline std::string response(int status, std::string_view json, bool keep_alive, std::string_view extra_headers = {}) {
+inline std::string response_of(int status, std::string_view content_type, std::string_view body, bool keep_alive,
+                               std::string_view extra_headers = {}) {
   std::string r = "HTTP/1.1 " + std::to_string(status) + " " + reason_phrase(status) + "\r\n";
-  r += "Content-Type: application/json\r\n";
-  r += "Content-Length: " + std::to_string(json.size() + 1) + "\r\n";
+  r += "Content-Type: ";
+  r += content_type;
+  r += "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
   r += keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
   r += extra_headers;
   r += "\r\n";
-  r += json;
-  r += '\n';
+  r += body;
   return r;
+}
+
+inline std::string response(int status, std::string_view json, bool keep_alive, std::string_view extra_headers = {}) {
+  std::string body(json);
+  body += '\n';
+  return response_of(status, "application/json", body, keep_alive, extra_headers);
 }
 
 inline std::string error_json(std::string_view why) {
@@ -133,7 +158,10 @@ inline std::string error_json(std::string_view why) {
   return j;
 }
 
-enum class route_kind { none, send, group, broadcast, online, presence };
+inline constexpr std::string_view no_such_endpoint =
+    "no such endpoint (POST /send/<uid>, POST /group/<name>, POST /broadcast, GET /online/<uid>, GET /presence)";
+
+enum class route_kind { none, send, group, broadcast, online, presence, extra };
 struct route {
   route_kind kind = route_kind::none;
   const char* method = "";    // the one it takes
@@ -256,7 +284,8 @@ class connection : public std::enable_shared_from_this<connection<Registry>> {
     int status = 0;
     std::string json;
     std::string extra;
-    const route r = route_of(req.target);
+    route r = route_of(req.target);
+    if (r.kind == route_kind::none && opts_->extra_routes) r.kind = route_kind::extra;  // any method
     std::optional<std::string> name;  // the uid or group
     if (!authorized(req, opts_->api_key)) {
       status = 401;
@@ -264,8 +293,8 @@ class connection : public std::enable_shared_from_this<connection<Registry>> {
       extra = "WWW-Authenticate: Bearer realm=\"herald\"\r\n";
     } else if (r.kind == route_kind::none) {
       status = 404;
-      json = error_json("no such endpoint (POST /send/<uid>, POST /group/<name>, POST /broadcast, GET /online/<uid>, GET /presence)");
-    } else if (req.method != r.method) {
+      json = error_json(no_such_endpoint);
+    } else if (r.kind != route_kind::extra && req.method != r.method) {
       status = 405;
       json = error_json("method not allowed");
       extra = std::string("Allow: ") + r.method + "\r\n";
@@ -313,6 +342,19 @@ class connection : public std::enable_shared_from_this<connection<Registry>> {
     if (!got) co_return false;
     std::string body = buf_.substr(0, length);
     buf_.erase(0, length);
+
+    if (r.kind == route_kind::extra) {
+      std::optional<http_api_answer> a = opts_->extra_routes(req, body);
+      const std::string answer =
+          a ? response_of(a->status, a->content_type, a->body, keep_alive, a->headers)
+            : response(404, error_json(no_such_endpoint), keep_alive);
+      if (!keep_alive) {
+        co_await finish_with(answer);
+        co_return false;
+      }
+      const bool sent = co_await write_all(answer);
+      co_return sent;
+    }
 
     std::string answer_json;
     if (r.kind == route_kind::online) {
@@ -504,3 +546,5 @@ asio::awaitable<void> serve_http_api(asio::ip::tcp::acceptor& acceptor, Registry
 }
 
 }  // namespace herald
+
+#endif  // HERALD_HTTP_API_HPP

@@ -1,5 +1,6 @@
 // An accept loop that survives running out of file descriptors.
-#pragma once
+#ifndef HERALD_LISTEN_HPP
+#define HERALD_LISTEN_HPP
 #include <chrono>
 #include <functional>
 #include <system_error>
@@ -48,3 +49,5 @@ asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, OnSocket on
 }
 
 }  // namespace herald
+
+#endif  // HERALD_LISTEN_HPP

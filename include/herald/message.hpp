@@ -3,7 +3,8 @@
 // encodes once and every queue holds the same bytes. For permessage-deflate receivers the
 // same holds of its compressed frame: deflated() builds it once, on first demand, and keeps it
 // in the message for every later receiver.
-#pragma once
+#ifndef HERALD_MESSAGE_HPP
+#define HERALD_MESSAGE_HPP
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -186,3 +187,5 @@ class message {
 };
 
 }  // namespace herald
+
+#endif  // HERALD_MESSAGE_HPP

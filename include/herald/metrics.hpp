@@ -3,7 +3,8 @@
 // Writers never share a cache line: each thread adds into its own slot, and a reading sums
 // the slots. A gauge is a counter that also goes down (sessions, uids, queued bytes).
 // Sessions and registries report into the object given in their options.
-#pragma once
+#ifndef HERALD_METRICS_HPP
+#define HERALD_METRICS_HPP
 #include <array>
 #include <atomic>
 #include <cstddef>
@@ -205,3 +206,5 @@ class metrics {
 };
 
 }  // namespace herald
+
+#endif  // HERALD_METRICS_HPP

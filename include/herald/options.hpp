@@ -1,5 +1,6 @@
 // Every limit and deadline of a session, with its default, in one place.
-#pragma once
+#ifndef HERALD_OPTIONS_HPP
+#define HERALD_OPTIONS_HPP
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -124,3 +125,5 @@ struct session_options {
 };
 
 }  // namespace herald
+
+#endif  // HERALD_OPTIONS_HPP

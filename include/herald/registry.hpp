@@ -7,7 +7,8 @@
 // returns a binding: the uid stays bound exactly as long as that object lives, whichever
 // way the session's coroutine ends. Where the sessions live is the Policy's business
 // (policy/single_thread.hpp, policy/multi_thread.hpp); the API is the same for all.
-#pragma once
+#ifndef HERALD_REGISTRY_HPP
+#define HERALD_REGISTRY_HPP
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -381,3 +382,5 @@ inline target_and_body split_target(std::string_view m) noexcept {
 }
 
 }  // namespace herald
+
+#endif  // HERALD_REGISTRY_HPP

@@ -18,7 +18,8 @@
 // accept runs the TLS server handshake and then the HTTP upgrade, both under
 // session_options::handshake_timeout: a client that sends nothing, or garbage instead of a
 // ClientHello, costs only its own socket, until that deadline at most.
-#pragma once
+#ifndef HERALD_TLS_HPP
+#define HERALD_TLS_HPP
 #include "detail/asio.hpp"
 
 #if defined(HERALD_USE_BOOST_ASIO)
@@ -88,3 +89,5 @@ inline tls_context_result make_tls_server_context(const std::string& cert_file, 
 }
 
 }  // namespace herald
+
+#endif  // HERALD_TLS_HPP

@@ -8,7 +8,8 @@
 // of handlers everything queued leaves in one gathered, non-blocking write. Normal ends
 // (close frames, timeouts, protocol errors, lost peers) are values: read() returns an empty
 // result carrying a close_status.
-#pragma once
+#ifndef HERALD_WS_SESSION_HPP
+#define HERALD_WS_SESSION_HPP
 #include <array>
 #include <chrono>
 #include <cstdint>
@@ -939,3 +940,5 @@ asio::awaitable<std::shared_ptr<ws_session<Stream, UserData>>> accept_websocket(
 }
 
 }  // namespace herald
+
+#endif  // HERALD_WS_SESSION_HPP

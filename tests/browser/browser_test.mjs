@@ -17,7 +17,9 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { importOrSkip, skip } from '../import_or_skip.mjs';
+
+const { chromium } = await importOrSkip(import('playwright-core'), 'playwright-core', '(cd tests/browser && npm ci)');
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const webDir = path.resolve(here, '..', '..', 'examples', 'web');
@@ -32,6 +34,7 @@ if (!serverBinary) {
   console.error('usage: node browser_test.mjs PATH/TO/uid_push_server [SCREENSHOT.png]');
   process.exit(2);
 }
+if (!fs.existsSync(chromiumPath)) skip(`no chromium at ${chromiumPath}: apt-get install chromium (or set HERALD_CHROMIUM)`);
 
 let passed = 0;
 let failed = 0;

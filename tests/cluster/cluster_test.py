@@ -453,6 +453,15 @@ async def scenario_groups(k):
     status, j, _ = await loop.run_in_executor(None, lambda: api(k.nodes[0], "POST", "/group/g1", b"g1 over HTTP"))
     check(status == 200 and j == {"delivered": 1, "published": True, "nodes": 2}, "POST /group/g1: %s %r" % (status, j))
     await expect(c, {m: ["g1 over HTTP"] for m in g1}, "HTTP send to a group")
+    php = shutil.which("php")
+    if php and PHP_SCRIPT:  # push_from_php.php's group:<name> target, over HTTP and into Redis
+        env = dict(os.environ, HERALD_API_KEY=API_KEY)
+        for args, text in ((["http", "http://127.0.0.1:%d" % k.nodes[2].http_port], "g1 from PHP over HTTP"),
+                           (["redis", "127.0.0.1:%d" % k.redis.port, PREFIX], "g1 from PHP over Redis")):
+            out = await loop.run_in_executor(None, lambda: subprocess.run(
+                [php, PHP_SCRIPT] + args + ["group:g1", text], capture_output=True, text=True, timeout=20, env=env))
+            check(out.returncode == 0, "php %s group:g1: %s %s" % (args[0], out.stdout, out.stderr))
+            await expect(c, {m: [text] for m in g1}, "PHP %s send to a group" % args[0])
 
     # Leaving: node 1 keeps g1's channel while bob1 is still in, drops it after him.
     await alice[1].command("leave:g1", "left g1")

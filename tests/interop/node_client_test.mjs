@@ -1,7 +1,8 @@
 // Interop test: herald's uid_push_server against Node's `ws` package.
 //
 // Usage: node node_client_test.mjs PATH/TO/uid_push_server [scenario...]
-// (`ws` is resolved from tests/interop/node_modules: `npm ci --prefix tests/interop`.)
+// (`ws` is resolved from tests/interop/node_modules: `cd tests/interop && npm ci`; without it
+// the test is skipped, exit 77.)
 //
 // Every scenario starts its own server on a free port and stops it afterwards; only the
 // processes spawned here (kept by handle) are ever killed. Every message a client receives
@@ -11,7 +12,9 @@
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
-import WebSocket from 'ws';
+import { importOrSkip } from '../import_or_skip.mjs';
+
+const { default: WebSocket } = await importOrSkip(import('ws'), "Node's ws package", '(cd tests/interop && npm ci)');
 
 const STEP_TIMEOUT = 5000;      // any single wait (message, close, connect)
 const SCENARIO_TIMEOUT = 25000; // a whole scenario

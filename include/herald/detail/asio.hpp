@@ -7,7 +7,8 @@
 //   Boost:      herald::asio is boost::asio, herald::error_code is boost::system::error_code, and a
 //               global `namespace asio = boost::asio;` alias lets application code written for
 //               standalone Asio compile unchanged (define HERALD_NO_GLOBAL_ASIO_ALIAS to opt out).
-#pragma once
+#ifndef HERALD_DETAIL_ASIO_HPP
+#define HERALD_DETAIL_ASIO_HPP
 #include <cerrno>
 #include <system_error>
 #include <type_traits>
@@ -90,3 +91,5 @@ inline bool is_system_file_table_full(const error_code& ec) noexcept {
 }
 
 }  // namespace herald::detail
+
+#endif  // HERALD_DETAIL_ASIO_HPP

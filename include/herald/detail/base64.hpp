@@ -1,5 +1,6 @@
 // Base64 (RFC 4648, with padding) for the handshake keys.
-#pragma once
+#ifndef HERALD_DETAIL_BASE64_HPP
+#define HERALD_DETAIL_BASE64_HPP
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -76,3 +77,5 @@ inline std::string base64_encode(std::string_view s) {
 }
 
 }  // namespace herald::detail
+
+#endif  // HERALD_DETAIL_BASE64_HPP

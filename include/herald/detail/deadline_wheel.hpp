@@ -9,7 +9,8 @@
 // Owner (the session type) derives from deadline_hook (privately, befriending the wheel) and
 // provides weak_from_this(), get_executor() and on_deadline(std::uint32_t generation), which
 // the wheel calls on the owner's executor.
-#pragma once
+#ifndef HERALD_DETAIL_DEADLINE_WHEEL_HPP
+#define HERALD_DETAIL_DEADLINE_WHEEL_HPP
 #include "asio.hpp"
 
 #include <algorithm>
@@ -166,3 +167,5 @@ class deadline_wheel : public asio::execution_context::service {
 };
 
 }  // namespace herald::detail
+
+#endif  // HERALD_DETAIL_DEADLINE_WHEEL_HPP

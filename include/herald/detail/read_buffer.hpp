@@ -1,6 +1,7 @@
 // Read buffers lent by a per-thread pool. A session borrows one only while it has bytes
 // to parse, so an idle session (the common case in a push server) holds none.
-#pragma once
+#ifndef HERALD_DETAIL_READ_BUFFER_HPP
+#define HERALD_DETAIL_READ_BUFFER_HPP
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -75,3 +76,5 @@ class read_buffer {
 };
 
 }  // namespace herald::detail
+
+#endif  // HERALD_DETAIL_READ_BUFFER_HPP

@@ -1,5 +1,6 @@
 // SHA-1, only for Sec-WebSocket-Accept (RFC 6455 section 4.2.2). Not for anything that needs security.
-#pragma once
+#ifndef HERALD_DETAIL_SHA1_HPP
+#define HERALD_DETAIL_SHA1_HPP
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -68,3 +69,5 @@ class sha1 {
 };
 
 }  // namespace herald::detail
+
+#endif  // HERALD_DETAIL_SHA1_HPP

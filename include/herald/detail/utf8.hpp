@@ -1,7 +1,8 @@
 // Incremental UTF-8 validation (RFC 3629): fails on the first byte that no valid
 // continuation could follow, so a bad text message is refused as soon as it shows,
 // not when its last fragment arrives.
-#pragma once
+#ifndef HERALD_DETAIL_UTF8_HPP
+#define HERALD_DETAIL_UTF8_HPP
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -67,3 +68,5 @@ inline bool is_valid_utf8(const void* data, std::size_t n) noexcept {
 }
 
 }  // namespace herald::detail
+
+#endif  // HERALD_DETAIL_UTF8_HPP

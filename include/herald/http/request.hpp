@@ -1,6 +1,7 @@
 // An HTTP/1.1 request head parser with a size limit, sans-I/O: used by the WebSocket
 // handshake and by anything else herald answers over HTTP. Bodies are the caller's business.
-#pragma once
+#ifndef HERALD_HTTP_REQUEST_HPP
+#define HERALD_HTTP_REQUEST_HPP
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -183,3 +184,5 @@ inline std::string error_response(int status, std::string_view reason, std::stri
 }
 
 }  // namespace herald::http
+
+#endif  // HERALD_HTTP_REQUEST_HPP

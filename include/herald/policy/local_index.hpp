@@ -1,6 +1,7 @@
 // The uid and group index of sessions that all live on one thread, without locks: the core
 // of the single_thread and redis_cluster policies.
-#pragma once
+#ifndef HERALD_POLICY_LOCAL_INDEX_HPP
+#define HERALD_POLICY_LOCAL_INDEX_HPP
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -196,3 +197,5 @@ void replace_older(State& st, std::string_view uid) {
 }
 
 }  // namespace herald::detail
+
+#endif  // HERALD_POLICY_LOCAL_INDEX_HPP

@@ -8,7 +8,8 @@
 // - A broadcast encodes once and hands one job per lane to that lane's thread, which walks its
 //   own sessions; no lock is shared between lanes while sessions are written to.
 // - A send to a session on another lane is posted to it (ws_session::send does that).
-#pragma once
+#ifndef HERALD_POLICY_MULTI_THREAD_HPP
+#define HERALD_POLICY_MULTI_THREAD_HPP
 #include <atomic>
 #include <functional>
 #include <memory>
@@ -372,3 +373,5 @@ class registry<Session, multi_thread> {
 };
 
 }  // namespace herald
+
+#endif  // HERALD_POLICY_MULTI_THREAD_HPP

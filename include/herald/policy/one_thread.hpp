@@ -4,7 +4,8 @@
 // local_index with an `owner` (detail::owner_thread), `options`, and unicast / broadcast /
 // send_to_group / join / leave / attach / count (where the policy adds its own work, e.g.
 // publishing to Redis).
-#pragma once
+#ifndef HERALD_POLICY_ONE_THREAD_HPP
+#define HERALD_POLICY_ONE_THREAD_HPP
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -232,3 +233,5 @@ struct one_thread_state : local_index<Session>, std::enable_shared_from_this<Der
 };
 
 }  // namespace herald::detail
+
+#endif  // HERALD_POLICY_ONE_THREAD_HPP

@@ -63,7 +63,8 @@
 // never depends on Redis. Messages from one node arrive at another in the order they were
 // published. Each reconnection of either Redis link counts in metrics::redis_reconnects
 // (registry_options::metrics), as logins and uids do.
-#pragma once
+#ifndef HERALD_POLICY_REDIS_CLUSTER_HPP
+#define HERALD_POLICY_REDIS_CLUSTER_HPP
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -555,3 +556,5 @@ class registry<Session, redis_cluster>
 };
 
 }  // namespace herald
+
+#endif  // HERALD_POLICY_REDIS_CLUSTER_HPP

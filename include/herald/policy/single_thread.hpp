@@ -3,7 +3,8 @@
 // from any thread: on the owner's thread it runs at once; from another thread a send
 // (unicast, broadcast, send_to_group, close_all, close_uid) is handed to the owner's thread and
 // returns 0, and a query waits for the owner's thread to answer it (see one_thread.hpp).
-#pragma once
+#ifndef HERALD_POLICY_SINGLE_THREAD_HPP
+#define HERALD_POLICY_SINGLE_THREAD_HPP
 #include <memory>
 #include <string>
 #include <utility>
@@ -51,3 +52,5 @@ class registry<Session, single_thread>
 };
 
 }  // namespace herald
+
+#endif  // HERALD_POLICY_SINGLE_THREAD_HPP

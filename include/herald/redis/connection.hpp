@@ -10,7 +10,8 @@
 // Writes are pipelined: write_command() appends to a buffer that one write at a time sends.
 // A connection is used once: after an error or close() make a new one (redis::pubsub does).
 // Requires hiredis (Debian: libhiredis-dev; link -lhiredis).
-#pragma once
+#ifndef HERALD_REDIS_CONNECTION_HPP
+#define HERALD_REDIS_CONNECTION_HPP
 #include <hiredis/hiredis.h>
 
 #include <array>
@@ -245,3 +246,5 @@ class connection : public std::enable_shared_from_this<connection> {
 };
 
 }  // namespace herald::redis
+
+#endif  // HERALD_REDIS_CONNECTION_HPP

@@ -9,7 +9,8 @@
 // So `PUBLISH <prefix>:uid:alice "hello"` from redis-cli delivers "hello" to alice, while a
 // node recognises its own publications by the node id and skips them (it has already
 // delivered them to its local sessions). No hiredis here: this header is plain C++.
-#pragma once
+#ifndef HERALD_REDIS_ENVELOPE_HPP
+#define HERALD_REDIS_ENVELOPE_HPP
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -71,3 +72,5 @@ inline envelope unwrap(std::string_view payload) noexcept {
 }
 
 }  // namespace herald::redis
+
+#endif  // HERALD_REDIS_ENVELOPE_HPP

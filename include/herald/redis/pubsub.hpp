@@ -12,7 +12,8 @@
 // thread) and every call returns at once.
 //
 // Requires hiredis (see connection.hpp). Call from the executor's thread only.
-#pragma once
+#ifndef HERALD_REDIS_PUBSUB_HPP
+#define HERALD_REDIS_PUBSUB_HPP
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -425,3 +426,5 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
 };
 
 }  // namespace herald::redis
+
+#endif  // HERALD_REDIS_PUBSUB_HPP

@@ -1,5 +1,6 @@
 // RFC 6455 section 5: opcodes, close codes, frame headers and masking. No I/O.
-#pragma once
+#ifndef HERALD_WEBSOCKET_FRAME_HPP
+#define HERALD_WEBSOCKET_FRAME_HPP
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -103,3 +104,5 @@ inline void apply_mask(std::uint8_t* data, std::size_t size, std::uint32_t key, 
 }
 
 }  // namespace herald::ws
+
+#endif  // HERALD_WEBSOCKET_FRAME_HPP

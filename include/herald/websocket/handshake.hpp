@@ -1,5 +1,6 @@
 // The opening handshake (RFC 6455 section 4), both roles, sans-I/O.
-#pragma once
+#ifndef HERALD_WEBSOCKET_HANDSHAKE_HPP
+#define HERALD_WEBSOCKET_HANDSHAKE_HPP
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -118,3 +119,5 @@ inline long parse_server_response(std::string_view data, std::string_view key, s
 }
 
 }  // namespace herald::ws
+
+#endif  // HERALD_WEBSOCKET_HANDSHAKE_HPP

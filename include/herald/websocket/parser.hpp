@@ -3,7 +3,8 @@
 // the caller's buffer); fragmented or partially received messages are assembled here.
 // With permessage-deflate enabled (enable_compression), a message whose first frame has RSV1
 // set is reported `compressed`: its payload is the compressed body, for the caller to inflate.
-#pragma once
+#ifndef HERALD_WEBSOCKET_PARSER_HPP
+#define HERALD_WEBSOCKET_PARSER_HPP
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -260,3 +261,5 @@ class parser {
 };
 
 }  // namespace herald::ws
+
+#endif  // HERALD_WEBSOCKET_PARSER_HPP

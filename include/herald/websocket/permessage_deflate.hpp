@@ -17,7 +17,6 @@
 // RFC-conforming 8 is still honoured) and, per receiver, sends a message's shared compressed
 // frame only when it fits the window that receiver agreed to (message::deflated), the plain
 // frame otherwise.
-#pragma once
 #ifndef HERALD_WEBSOCKET_PERMESSAGE_DEFLATE_HPP
 #define HERALD_WEBSOCKET_PERMESSAGE_DEFLATE_HPP
 #include <algorithm>
