@@ -4,7 +4,7 @@
 # epoll), Boost.Beast, websocketpp and Node's ws, all on one server thread.
 #
 #   bash benchmarks/run_suite.sh            # full: issue 13's operating points, 3 runs
-#   bash benchmarks/run_suite.sh --quick    # smaller, 1 run (about 3 min once built)
+#   bash benchmarks/run_suite.sh --quick    # smaller, 1 run (about 3-4 min once built)
 #
 # Steps: install what is missing (Debian packages; npm ci for the Node peer), build Release
 # into build-bench/, check that every server speaks the protocol, then run every server x
@@ -66,9 +66,9 @@ done
 if (( QUICK )); then
   RUNS=${RUNS:-1}
   SESSIONS=${SESSIONS:-2000}              # hold, broadcast-1k, broadcast-64
-  BCAST_MESSAGES=${BCAST_MESSAGES:-100}
+  BCAST_MESSAGES=${BCAST_MESSAGES:-60}
   FEW_SESSIONS=${FEW_SESSIONS:-1000}      # broadcast-few
-  FEW_MESSAGES=${FEW_MESSAGES:-400}
+  FEW_MESSAGES=${FEW_MESSAGES:-200}
   UNI_SESSIONS=${UNI_SESSIONS:-1000}
   UNI_MESSAGES=${UNI_MESSAGES:-30000}
   CHURN_SESSIONS=${CHURN_SESSIONS:-500}
@@ -114,6 +114,10 @@ if (( INSTALL )); then
   # gnuplot without X11 (the "gnuplot" package pulls in Qt); any installed gnuplot will do.
   command -v gnuplot >/dev/null || bash "$ROOT/.ci/install-deps.sh" gnuplot-nox
   command -v node >/dev/null && command -v npm >/dev/null || bash "$ROOT/.ci/install-deps.sh" nodejs npm
+  # perf counts the syscalls (strace where perf cannot be had; without both: n/a).
+  if [[ $SYSCALLS != off ]] && ! command -v perf >/dev/null; then
+    bash "$ROOT/.ci/install-deps.sh" linux-perf || echo "run_suite: linux-perf not installed; syscalls counted with strace if present" >&2
+  fi
 fi
 for tool in cmake g++ gnuplot node npm; do
   command -v "$tool" >/dev/null || { echo "run_suite: $tool is missing (run without --no-install)" >&2; exit 2; }
@@ -233,11 +237,14 @@ client_timeout() {
 summary() {
   local line=$1
   get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
+  local calls
+  calls=$(get sys_per_op)
+  if [[ -n $calls && $calls != n/a ]]; then calls=", $calls syscalls/$(get scenario | sed 's/broadcast/delivery/; s/unicast/message/; s/churn/cycle/')"; else calls=""; fi
   case $(get scenario) in
     hold) echo "$(get server_bytes_per_session) B/session, $(get logins_per_s) logins/s, $(get login_server_cpu_us_per_login) us/login" ;;
-    broadcast) echo "$(get deliveries_per_s) deliveries/s, $(get server_cpu_us_per_delivery) us/delivery, p99 $(get lat_p99_ms) ms, $(get sys_per_op) syscalls/delivery" ;;
-    unicast) echo "$(get delivered_per_s) msg/s, $(get server_cpu_us_per_message) us/msg, p99 $(get lat_p99_ms) ms, $(get sys_per_op) syscalls/msg" ;;
-    churn) echo "$(get cycles_per_s) cycles/s, $(get server_cpu_us_per_cycle) us/cycle, $(get sys_per_op) syscalls/cycle, RSS $(get server_rss_start) -> $(get server_rss_end)" ;;
+    broadcast) echo "$(get deliveries_per_s) deliveries/s, $(get server_cpu_us_per_delivery) us/delivery, p99 $(get lat_p99_ms) ms$calls" ;;
+    unicast) echo "$(get delivered_per_s) msg/s, $(get server_cpu_us_per_message) us/msg, p99 $(get lat_p99_ms) ms$calls" ;;
+    churn) echo "$(get cycles_per_s) cycles/s, $(get server_cpu_us_per_cycle) us/cycle$calls, RSS $(get server_rss_start) -> $(get server_rss_end)" ;;
   esac
   unset -f get
 }
