@@ -355,7 +355,8 @@ gp.push(`set terminal pngcairo size 1500,${480 * rowsOfPanels + 30} font "DejaVu
 gp.push(`set multiplot layout ${rowsOfPanels},3 title "${(metaGet('chart_title') || title).replace(/"/g, "'")}\\n` +
   `Lower is better in every panel. Bars: median of ${runs} run${runs === 1 ? '' : 's'}; whiskers: min–max; dashed line: herald's target (issue 13)" font ",13"`);
 gp.push('set style fill solid 0.9 border -1', 'set boxwidth 0.7', 'set grid ytics lc rgb "#dddddd"', 'unset key',
-  'set xrange [-0.6:' + (servers.length - 0.4) + ']', 'set yrange [0:*]', 'set offsets 0,0,graph 0.12,0', 'set tics nomirror');
+  'set xrange [-0.6:' + (servers.length - 0.4) + ']', 'set yrange [0:*]', 'set offsets 0,0,graph 0.12,0', 'set tics nomirror',
+  `set xtics font ",${servers.length > 5 ? 8 : 9}"`);
 PANELS.forEach((p, i) => {
   const dat = `${base}.panel${i}.dat`;
   const lines = servers.map((s, x) => {
