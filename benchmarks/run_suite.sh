@@ -20,7 +20,7 @@
 # After the measured runs, one more run of every server x broadcast/unicast/churn counts the
 # server's syscalls during its measured phase (load_client --syscalls: perf stat, or strace -c
 # where perf is missing). It is a separate run because counting slows every syscall down (by
-# 10-30% of the CPU per operation here, see README), more for the servers that make more
+# 6-30% of the CPU per operation here, see README), more for the servers that make more
 # syscalls; its CPU figures are shown beside the counts but are in no median.
 # Writes benchmarks/results/<date>-<host>[-quick].{md,png,results.txt}: medians, ratios to the
 # floor, issue 13's target verdicts, syscalls per operation, a chart. A failed run (loss, wrong
@@ -55,7 +55,7 @@ while [[ $# -gt 0 ]]; do
     --syscalls) SYSCALLS=$2; shift ;;
     --no-install) INSTALL=0 ;;
     --out-dir) OUT_DIR=$2; shift ;;
-    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set /{/^#/p}' "$0"; exit 0 ;;
     *) echo "run_suite: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
