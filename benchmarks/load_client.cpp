@@ -1,11 +1,13 @@
 // load_client: drives a running server that speaks uid_push_server's protocol (herald's
 // example, or a peer in benchmarks/peers/) with many herald client sessions and measures it
-// from outside (its RSS and CPU time come from /proc/<server-pid>).
+// from outside (its RSS and CPU time come from /proc/<server-pid>: the CPU time of all its
+// threads from schedstat, to the nanosecond; the user/sys split from stat, in 10 ms ticks).
 //
 //   load_client --host 127.0.0.1 --port P --sessions N --scenario hold|broadcast|unicast|churn
 //               --server-pid PID [--messages M] [--size BYTES] [--window W]
 //               [--duration S] [--cycles C]
 //               [--timeout S] [--stall-timeout S] [--handshakes H] [--source-ips K]
+//               [--syscalls off|perf|strace|auto]
 //
 // Every scenario first connects N sessions (at most H handshakes in flight), each logging
 // in as "u<i>" and waiting for "login successful, your uid is u<i>".
@@ -33,6 +35,10 @@
 //              server has routed every ghost. Reports cycles/s, server CPU per cycle, and
 //              the server's RSS at the start and the end of the phase.
 //
+// --syscalls counts the server's syscalls during the measured phase of broadcast, unicast and
+// churn (perf stat on the syscalls:sys_enter_* tracepoints; strace -c where perf is missing)
+// and reports them per delivery, message or cycle (see syscall_counter).
+//
 // Against a loopback server the sessions connect from K source addresses 127.0.0.1 ...
 // 127.0.0.K (default 16; IP_BIND_ADDRESS_NO_PORT). From a single source address, Linux
 // connect() searches the ephemeral port range for a free port, and once half of it is in
@@ -45,12 +51,20 @@
 // with the details and exits 1. The last line is `RESULT key=value ...`.
 #include <herald.hpp>
 
-#include <sys/resource.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <chrono>
 #include <cerrno>
@@ -95,6 +109,7 @@ struct config {
   std::size_t source_ips = 0;  // 0: 16 for a 127.x server, else 1 (no explicit bind)
   int duration_s = 10;          // churn: how long new cycles start
   std::size_t cycles = 1000000; // churn: at most this many cycles
+  std::string syscalls = "off";  // count the server's syscalls: off, perf, strace, auto
 };
 
 // "<seq> <ns> " needs at most 10 + 1 + 20 + 1 bytes.
@@ -110,7 +125,8 @@ constexpr std::size_t min_payload_addressed = 56;
                "                   churn >= %zu)] [--window W (4)] [--duration SECONDS (churn: 10)]\n"
                "                   [--cycles C (churn: 1000000)] [--timeout SECONDS (120)]\n"
                "                   [--stall-timeout SECONDS (20)] [--handshakes H (500)]\n"
-               "                   [--source-ips K (16 for a loopback server, 1..254)]\n",
+               "                   [--source-ips K (16 for a loopback server, 1..254)]\n"
+               "                   [--syscalls off|perf|strace|auto (off)]\n",
                why, min_payload, min_payload_addressed);
   std::exit(2);
 }
@@ -144,6 +160,7 @@ config parse_args(int argc, char** argv) {
     else if (a == "--source-ips") c.source_ips = to_size(value());
     else if (a == "--duration") c.duration_s = static_cast<int>(to_size(value()));
     else if (a == "--cycles") c.cycles = to_size(value());
+    else if (a == "--syscalls") c.syscalls = value();
     else if (a == "--help" || a == "-h") usage("help");
     else usage("unknown option");
   }
@@ -161,6 +178,8 @@ config parse_args(int argc, char** argv) {
   if (c.handshakes == 0) usage("--handshakes must be at least 1");
   if (c.source_ips > 254) usage("--source-ips takes 1 to 254");
   if (c.timeout_s <= 0 || c.stall_timeout_s <= 0) usage("timeouts must be positive");
+  if (c.syscalls != "off" && c.syscalls != "perf" && c.syscalls != "strace" && c.syscalls != "auto")
+    usage("--syscalls takes off, perf, strace or auto");
   return c;
 }
 
@@ -198,10 +217,31 @@ long long proc_status_bytes(long pid, std::string_view key) {
 
 struct cpu_times {
   double user = 0, sys = 0;
+  double run = -1;  // on-CPU time of all threads to the nanosecond (schedstat); -1 if unknown
   double total() const { return user + sys; }
 };
 
-// utime and stime (fields 14 and 15 of /proc/PID/stat) in seconds; negative if unreadable.
+// The sum of the first field of /proc/PID/task/*/schedstat (ns on the CPU, user and kernel),
+// in seconds; -1 if unreadable. utime and stime come in 10 ms ticks: a phase of 0.1 s of server
+// CPU would be measured to +-10%, this to the nanosecond.
+double proc_run_seconds(long pid) {
+  const std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return -1;
+  unsigned long long ns = 0;
+  bool any = false;
+  while (const dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::istringstream in(read_file(dir + "/" + e->d_name + "/schedstat"));
+    unsigned long long v = 0;
+    if (in >> v) ns += v, any = true;
+  }
+  ::closedir(d);
+  return any ? static_cast<double>(ns) / 1e9 : -1;
+}
+
+// utime and stime (fields 14 and 15 of /proc/PID/stat) in seconds, and the exact on-CPU time;
+// negative if unreadable.
 cpu_times proc_cpu(long pid) {
   const std::string s = read_file("/proc/" + std::to_string(pid) + "/stat");
   const auto close = s.rfind(')');  // the command name may hold spaces and parentheses
@@ -215,7 +255,7 @@ cpu_times proc_cpu(long pid) {
   }
   if (!in) return {-1, -1};
   const auto tck = static_cast<double>(::sysconf(_SC_CLK_TCK));
-  return {static_cast<double>(utime) / tck, static_cast<double>(stime) / tck};
+  return {static_cast<double>(utime) / tck, static_cast<double>(stime) / tck, proc_run_seconds(pid)};
 }
 
 cpu_times self_cpu() {
@@ -251,14 +291,17 @@ struct cpu_snapshot {
 // What happened between two snapshots, in core-seconds.
 struct cpu_use {
   double server_user = 0, server_sys = 0, client_user = 0, client_sys = 0, machine_busy = 0, machine_total = 0;
-  double server() const { return server_user + server_sys; }
+  double server_run = -1;  // exact, when schedstat was readable at both ends
+  // The server's CPU time: exact where possible; the user/sys split is in 10 ms ticks.
+  double server() const { return server_run >= 0 ? server_run : server_user + server_sys; }
   double client() const { return client_user + client_sys; }
   // Everything else the machine did meanwhile (other processes, kernel threads); when this
   // is large the run shared the machine and its numbers are disturbed.
   double others() const { return std::max(0.0, machine_busy - server() - client()); }
   static cpu_use between(const cpu_snapshot& a, const cpu_snapshot& b) {
     return {b.server.user - a.server.user, b.server.sys - a.server.sys, b.client.user - a.client.user,
-            b.client.sys - a.client.sys, b.machine.busy - a.machine.busy, b.machine.total - a.machine.total};
+            b.client.sys - a.client.sys, b.machine.busy - a.machine.busy, b.machine.total - a.machine.total,
+            a.server.run >= 0 && b.server.run >= 0 ? b.server.run - a.server.run : -1};
   }
 };
 
@@ -278,6 +321,255 @@ std::int64_t now_ns() {
 double seconds_between(clock_type::time_point a, clock_type::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
+
+// ---------------------------------------------------------------- the server's syscalls
+
+// How many syscalls of each kind the server made during the measured phase.
+struct syscall_counts {
+  std::string tool = "none";  // perf, strace, or none (not counted)
+  unsigned long long total = 0;
+  std::map<std::string, unsigned long long> by_name;  // perf: those of perf_syscalls only
+};
+
+// What perf counts by name; raw_syscalls:sys_enter counts every syscall, so "other" is exact.
+// (Not all of syscalls:sys_enter_*: perf takes 15-20 s here to open and to close those 360
+// events, and cannot be switched on before it has opened them.)
+constexpr const char* perf_syscalls[] = {
+    "epoll_wait", "epoll_pwait", "epoll_pwait2", "epoll_ctl", "recvfrom", "recvmsg", "recvmmsg", "read", "readv",
+    "sendto", "sendmsg", "sendmmsg", "write", "writev", "accept", "accept4", "close", "shutdown", "setsockopt",
+    "getsockopt", "getsockname", "getpeername", "ioctl", "fcntl", "futex", "sched_yield", "timerfd_settime",
+    "clock_nanosleep", "nanosleep", "poll", "ppoll", "mmap", "munmap", "mremap", "brk", "madvise", "mprotect",
+    "getrandom", "rt_sigprocmask", "io_uring_enter", "eventfd2"};
+
+// The groups of the RESULT line: [field, syscalls]; everything else is "other".
+const std::vector<std::pair<const char*, std::vector<std::string_view>>>& syscall_groups() {
+  static const std::vector<std::pair<const char*, std::vector<std::string_view>>> groups = {
+      {"epoll_wait", {"epoll_wait", "epoll_pwait", "epoll_pwait2"}},
+      {"epoll_ctl", {"epoll_ctl"}},
+      {"recv", {"recvfrom", "recvmsg", "recvmmsg", "read", "readv"}},
+      {"send", {"sendto", "sendmsg", "sendmmsg", "write", "writev"}},
+      {"accept", {"accept4", "accept"}},
+      {"close", {"close"}},
+  };
+  return groups;
+}
+
+// The RESULT fields sys_*_per_op (n/a when not counted) and a readable line with the detail.
+std::string syscall_fields(const syscall_counts& s, double ops, const char* op_name) {
+  std::string fields = " syscalls=" + s.tool;
+  char buf[96];
+  if (s.tool == "none" || ops <= 0) {
+    fields += " sys_per_op=n/a";
+    for (const auto& g : syscall_groups()) fields += std::string(" sys_") + g.first + "_per_op=n/a";
+    fields += " sys_other_per_op=n/a";
+    std::printf("server syscalls: not counted\n");
+    return fields;
+  }
+  const unsigned long long total = s.total;
+  unsigned long long other = total;
+  std::map<std::string, unsigned long long> grouped;
+  std::vector<std::pair<unsigned long long, std::string>> others;
+  for (const auto& [name, n] : s.by_name) {
+    bool found = false;
+    for (const auto& g : syscall_groups())
+      for (const auto member : g.second)
+        if (member == name) grouped[g.first] += n, found = true;
+    if (found) other -= std::min(other, n);
+    else if (n > 0) others.emplace_back(n, name);
+  }
+  std::snprintf(buf, sizeof buf, " sys_per_op=%.3f", static_cast<double>(total) / ops);
+  fields += buf;
+  std::printf("server syscalls (%s) during the phase: %llu = %.3f per %s;", s.tool.c_str(), total,
+              static_cast<double>(total) / ops, op_name);
+  for (const auto& g : syscall_groups()) {
+    const double per = static_cast<double>(grouped[g.first]) / ops;
+    std::snprintf(buf, sizeof buf, " sys_%s_per_op=%.3f", g.first, per);
+    fields += buf;
+    std::printf(" %s %.3f", g.first, per);
+  }
+  std::snprintf(buf, sizeof buf, " sys_other_per_op=%.3f", static_cast<double>(other) / ops);
+  fields += buf;
+  std::printf(" other %.3f\n", static_cast<double>(other) / ops);
+  std::sort(others.rbegin(), others.rend());
+  if (other > 0) {
+    std::printf("server syscalls, other (%llu):", other);
+    unsigned long long named = 0;
+    for (std::size_t i = 0; i < others.size(); ++i) {
+      named += others[i].first;
+      if (i < 8) std::printf(" %s %llu", others[i].second.c_str(), others[i].first);
+    }
+    if (named < other) std::printf(" (not named: %llu)", other - named);
+    std::printf("\n");
+  }
+  std::printf("server syscalls by name:");
+  for (const auto& [name, n] : s.by_name)
+    if (n > 0) std::printf(" %s=%llu", name.c_str(), n);
+  std::printf("\n");
+  return fields;
+}
+
+// Counts the server's syscalls during exactly the measured phase.
+//   perf    perf stat -e raw_syscalls:sys_enter,syscalls:sys_enter_<perf_syscalls> -p PID
+//           (every thread of the server), started before the login with its counters off
+//           (-D -1) and switched on and off through its control FIFOs, so that neither its
+//           start-up nor the login is counted.
+//   strace  strace -c -f -p PID attached at the start of the phase (ptrace stops the server
+//           at every syscall: its CPU figures are then much too high; only where perf is missing).
+//   auto    perf where it is on PATH, else strace, else none.
+class syscall_counter {
+ public:
+  syscall_counter(std::string mode, long pid) : mode_(std::move(mode)), pid_(pid) {}
+  syscall_counter(const syscall_counter&) = delete;
+  syscall_counter& operator=(const syscall_counter&) = delete;
+  ~syscall_counter() {
+    stop_child();
+    if (ctl_ >= 0) ::close(ctl_);
+    if (ack_ >= 0) ::close(ack_);
+    if (!dir_.empty()) std::system(("rm -rf '" + dir_ + "'").c_str());
+  }
+
+  // Before the login: picks the tool, and starts perf with its counters off.
+  void prepare() {
+    if (mode_ == "off") return;
+    if (mode_ == "auto") mode_ = on_path("perf") ? "perf" : on_path("strace") ? "strace" : "off";
+    if (mode_ == "off") return;
+    char tmpl[] = "/tmp/load_client_syscalls.XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) return give_up("mkdtemp failed");
+    dir_ = tmpl;
+    if (mode_ != "perf") return;
+    const std::string ctl = dir_ + "/ctl", ack = dir_ + "/ack";
+    if (::mkfifo(ctl.c_str(), 0600) != 0 || ::mkfifo(ack.c_str(), 0600) != 0) return give_up("mkfifo failed");
+    // Read-write on our side: neither open blocks, whenever perf opens its ends.
+    ctl_ = ::open(ctl.c_str(), O_RDWR | O_CLOEXEC);
+    ack_ = ::open(ack.c_str(), O_RDWR | O_CLOEXEC);
+    if (ctl_ < 0 || ack_ < 0) return give_up("cannot open the FIFOs");
+    std::string events = "raw_syscalls:sys_enter";
+    for (const char* name : perf_syscalls) events += std::string(",syscalls:sys_enter_") + name;
+    spawn({"perf", "stat", "-e", events, "-p", std::to_string(pid_), "-x", ",", "-o", dir_ + "/out", "-D", "-1",
+           "--control", "fifo:" + ctl + "," + ack});
+  }
+
+  // At the start of the measured phase.
+  void begin() {
+    if (mode_ == "perf") {
+      if (!command("enable")) give_up("perf did not acknowledge 'enable'");
+    } else if (mode_ == "strace") {
+      spawn({"strace", "-c", "-f", "-q", "-o", dir_ + "/out", "-p", std::to_string(pid_)});
+      ::usleep(500000);  // ptrace attaches to every thread; give it time before the phase
+    }
+  }
+
+  // At the end of the measured phase: stops counting and reads the counts.
+  syscall_counts end() {
+    syscall_counts r;
+    if (mode_ == "off" || child_ < 0) return r;
+    if (mode_ == "perf" && !command("disable")) {
+      give_up("perf did not acknowledge 'disable'");
+      return r;
+    }
+    if (!stop_child()) return r;
+    std::istringstream in(read_file(dir_ + "/out"));
+    std::string line;
+    const std::string_view prefix = "syscalls:sys_enter_", all = "raw_syscalls:sys_enter";
+    while (std::getline(in, line)) {
+      if (mode_ == "perf") {  // count,unit,event,...
+        const auto c1 = line.find(',');
+        const auto c2 = c1 == std::string::npos ? c1 : line.find(',', c1 + 1);
+        const auto c3 = c2 == std::string::npos ? c2 : line.find(',', c2 + 1);
+        if (line.empty() || line[0] == '#' || c3 == std::string::npos) continue;
+        const std::string_view event(line.data() + c2 + 1, c3 - c2 - 1);
+        unsigned long long n = 0;
+        std::from_chars(line.data(), line.data() + c1, n);  // "<not counted>" stays 0
+        if (event == all) r.total += n;
+        else if (event.substr(0, prefix.size()) == prefix) r.by_name[std::string(event.substr(prefix.size()))] += n;
+      } else {  // % time, seconds, usecs/call, calls, [errors], syscall
+        std::istringstream row(line);
+        std::vector<std::string> t;
+        for (std::string w; row >> w;) t.push_back(w);
+        if (t.size() < 5 || t.back() == "total" || !std::isdigit(static_cast<unsigned char>(t[0][0]))) continue;
+        const unsigned long long n = std::strtoull(t[3].c_str(), nullptr, 10);
+        r.by_name[t.back()] += n;
+        r.total += n;
+      }
+    }
+    r.tool = mode_;
+    return r;
+  }
+
+ private:
+  static bool on_path(const char* tool) {
+    return std::system((std::string("command -v ") + tool + " >/dev/null 2>&1").c_str()) == 0;
+  }
+
+  void give_up(const std::string& why) {
+    std::printf("WARNING: syscall counting (%s) off: %s\n", mode_.c_str(), why.c_str());
+    stop_child();
+    mode_ = "off";
+  }
+
+  void spawn(const std::vector<std::string>& args) {
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    ::posix_spawn_file_actions_init(&fa);
+    ::posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    ::posix_spawn_file_actions_addopen(&fa, 2, (dir_ + "/stderr").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    pid_t pid = -1;
+    const int rc = ::posix_spawnp(&pid, argv[0], &fa, nullptr, argv.data(), environ);
+    ::posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) return give_up(std::string("cannot start ") + argv[0] + ": " + std::strerror(rc));
+    child_ = pid;
+  }
+
+  // Writes a perf control command and waits (up to 30 s: perf may still be opening its
+  // events) for its "ack".
+  bool command(const char* what) {
+    const std::string cmd = std::string(what) + "\n";
+    if (::write(ctl_, cmd.data(), cmd.size()) != static_cast<ssize_t>(cmd.size())) return false;
+    std::string got;
+    const auto deadline = clock_type::now() + 30s;
+    while (got.find('\n') == std::string::npos && clock_type::now() < deadline) {
+      if (::waitpid(child_, nullptr, WNOHANG) == child_) {
+        child_ = -1;
+        std::printf("perf ended early: %s\n", read_file(dir_ + "/stderr").c_str());
+        return false;
+      }
+      pollfd p{ack_, POLLIN, 0};
+      if (::poll(&p, 1, 100) == 1) {
+        char buf[64];
+        const ssize_t n = ::read(ack_, buf, sizeof buf);
+        if (n > 0) got.append(buf, static_cast<std::size_t>(n));
+      }
+    }
+    return got.rfind("ack", 0) == 0;
+  }
+
+  // SIGINT makes perf and strace write their counts and exit; true if it did within 10 s.
+  bool stop_child() {
+    if (child_ < 0) return false;
+    ::kill(child_, SIGINT);
+    int status = 0;
+    bool exited = false;
+    for (int i = 0; i < 100 && !exited; ++i) {
+      if (::waitpid(child_, &status, WNOHANG) == child_) exited = true;
+      else ::usleep(100000);
+    }
+    if (!exited) {
+      ::kill(child_, SIGKILL);
+      ::waitpid(child_, &status, 0);
+      std::printf("WARNING: %s did not exit within 10 s of SIGINT (killed); syscalls not counted\n", mode_.c_str());
+    }
+    child_ = -1;
+    return exited;
+  }
+
+  std::string mode_;
+  long pid_;
+  std::string dir_;
+  int ctl_ = -1, ack_ = -1;
+  pid_t child_ = -1;
+};
 
 // ---------------------------------------------------------------- latency sample
 
@@ -407,6 +699,8 @@ struct bench {
   bool expect_marker = false, marker_received = false;
   sample cycle_latency{1u << 20};
   sample close_latency{1u << 20};  // clean closes: close() until the connection has ended
+
+  std::unique_ptr<syscall_counter> sys;  // the server's syscalls during the measured phase
 
   std::size_t ended_in_phase = 0;
   bool failing = false;
@@ -590,6 +884,7 @@ struct bench {
   }
 
   [[noreturn]] void exit_with_failure() {
+    sys.reset();  // stops perf or strace
     std::printf("FAIL: %s\n", fail_reason.c_str());
     std::printf("  phase: %s; logged in %zu of %zu, login failures %zu\n", phase_name(ph), logged_in, total,
                 login_failed);
@@ -925,6 +1220,8 @@ asio::awaitable<void> run(bench& b) {
               rss_before,
               c.source_ips);
   std::fflush(stdout);
+  b.sys = std::make_unique<syscall_counter>(c.scenario == "hold" ? "off" : c.syscalls, c.server_pid);
+  b.sys->prepare();  // before the login: perf's start-up is not in any measured phase
 
   // ---- login
   b.ph = phase::login;
@@ -989,6 +1286,7 @@ asio::awaitable<void> run(bench& b) {
     b.uni_got.assign(c.messages, 0);
     b.latency.reserve(c.messages);
     b.uni_frame.reserve(c.size + 32);
+    b.sys->begin();
     const auto cpu_start = cpu_snapshot::take(c.server_pid);
     b.ph = phase::unicast;
     const auto start = clock_type::now();
@@ -998,6 +1296,8 @@ asio::awaitable<void> run(bench& b) {
     if (b.failing) co_return;
     const auto end = b.last_delivery;
     const auto cpu = cpu_use::between(cpu_start, cpu_snapshot::take(c.server_pid));
+    const syscall_counts calls = b.sys->end();
+    b.sys.reset();
     co_await sleep_for(200ms);  // anything extra (a duplicate) would arrive now
     b.ph = phase::done;
     if (b.failing) co_return;
@@ -1022,17 +1322,18 @@ asio::awaitable<void> run(bench& b) {
                 cpu.client_user, cpu.client_sys, 100.0 * cpu.client() / secs,
                 cpu.client() / secs > 0.9 ? " -> the client was probably the bottleneck" : "");
     print_machine("the unicast phase", cpu);
+    const std::string sys_fields = syscall_fields(calls, n, "message");
     std::printf("verify: all %zu messages arrived exactly once, each at the uid it was addressed to, intact\n",
                 c.messages);
     std::printf("RESULT scenario=unicast status=PASS sessions=%zu messages=%zu size=%zu window=%zu login_s=%.3f "
                 "logins_per_s=%.0f phase_s=%.3f delivered=%llu delivered_per_s=%.0f lat_p50_ms=%.3f lat_p99_ms=%.3f "
                 "lat_max_ms=%.3f server_cpu_s=%.3f server_user_s=%.3f server_sys_s=%.3f server_cpu_us_per_message=%.3f "
                 "server_cpu_pct=%.0f client_cpu_s=%.3f client_cpu_pct=%.0f login_other_cpu_s=%.2f other_cpu_s=%.2f "
-                "machine_s=%.2f\n",
+                "machine_s=%.2f%s\n",
                 c.sessions, c.messages, c.size, c.window, login_s, login_rate, secs,
                 static_cast<unsigned long long>(b.deliveries), n / secs, p50 / 1e6, p99 / 1e6, pmax / 1e6, cpu.server(),
                 cpu.server_user, cpu.server_sys, cpu.server() * 1e6 / n, 100.0 * cpu.server() / secs, cpu.client(),
-                100.0 * cpu.client() / secs, login_cpu.others(), cpu.others(), cpu.machine_total);
+                100.0 * cpu.client() / secs, login_cpu.others(), cpu.others(), cpu.machine_total, sys_fields.c_str());
     finish(0);
   }
 
@@ -1043,6 +1344,7 @@ asio::awaitable<void> run(bench& b) {
     co_await sleep_for(500ms);  // let the server settle after the logins before the first RSS
     if (b.failing) co_return;
     const long long rss_start = proc_status_bytes(c.server_pid, "VmRSS");
+    b.sys->begin();
     const auto cpu_start = cpu_snapshot::take(c.server_pid);
     b.ph = phase::churn;
     const auto start = clock_type::now();
@@ -1054,6 +1356,8 @@ asio::awaitable<void> run(bench& b) {
     if (b.failing) co_return;
     const auto end = clock_type::now();
     const auto cpu = cpu_use::between(cpu_start, cpu_snapshot::take(c.server_pid));
+    const syscall_counts calls = b.sys->end();
+    b.sys.reset();
     // Every ghost was sent before this marker on the same connection: once it is back, the
     // server has routed them all.
     b.expect_marker = true;
@@ -1094,6 +1398,7 @@ asio::awaitable<void> run(bench& b) {
                 cpu.client_user, cpu.client_sys, 100.0 * cpu.client() / secs,
                 cpu.client() / secs > 0.9 ? " -> the client was probably the bottleneck" : "");
     print_machine("the churn phase", cpu);
+    const std::string sys_fields = syscall_fields(calls, n, "cycle");
     std::printf("verify: every new uid got exactly its own message first; %llu ghosts to uids that had left reached "
                 "nobody; the %zu idle sessions and the control session received nothing else\n",
                 static_cast<unsigned long long>(b.ghosts_sent), c.sessions);
@@ -1102,14 +1407,14 @@ asio::awaitable<void> run(bench& b) {
                 "cycle_max_ms=%.3f clean=%llu fin=%llu rst=%llu ghosts=%llu server_cpu_s=%.3f server_user_s=%.3f "
                 "server_sys_s=%.3f server_cpu_us_per_cycle=%.1f server_cpu_pct=%.0f server_rss_start=%lld "
                 "server_rss_end=%lld server_rss_growth_per_cycle=%.1f client_cpu_s=%.3f client_cpu_pct=%.0f "
-                "login_other_cpu_s=%.2f other_cpu_s=%.2f machine_s=%.2f\n",
+                "login_other_cpu_s=%.2f other_cpu_s=%.2f machine_s=%.2f%s\n",
                 c.sessions, c.window, c.size, c.duration_s, login_s, login_rate, secs,
                 static_cast<unsigned long long>(b.cycles_done), n / secs, p50 / 1e6, p99 / 1e6, pmax / 1e6,
                 static_cast<unsigned long long>(b.churn_clean), static_cast<unsigned long long>(b.churn_fin),
                 static_cast<unsigned long long>(b.churn_rst), static_cast<unsigned long long>(b.ghosts_sent),
                 cpu.server(), cpu.server_user, cpu.server_sys, cpu.server() * 1e6 / n, 100.0 * cpu.server() / secs,
                 rss_start, rss_end, static_cast<double>(rss_end - rss_start) / n, cpu.client(),
-                100.0 * cpu.client() / secs, login_cpu.others(), cpu.others(), cpu.machine_total);
+                100.0 * cpu.client() / secs, login_cpu.others(), cpu.others(), cpu.machine_total, sys_fields.c_str());
     finish(0);
   }
 
@@ -1121,6 +1426,7 @@ asio::awaitable<void> run(bench& b) {
   std::string frame;
   frame.reserve(4 + c.size);
 
+  b.sys->begin();
   const auto phase_cpu_start = cpu_snapshot::take(c.server_pid);
   b.ph = phase::broadcast;
   const auto phase_start = clock_type::now();
@@ -1143,6 +1449,8 @@ asio::awaitable<void> run(bench& b) {
   if (b.failing) co_return;
   const auto phase_end = b.last_delivery;
   const auto cpu = cpu_use::between(phase_cpu_start, cpu_snapshot::take(c.server_pid));
+  const syscall_counts calls = b.sys->end();
+  b.sys.reset();
 
   // Everything arrived; wait briefly for anything extra (duplicates) before judging.
   co_await sleep_for(200ms);
@@ -1187,18 +1495,20 @@ asio::awaitable<void> run(bench& b) {
               client_user, client_sys, 100.0 * (client_user + client_sys) / secs,
               (client_user + client_sys) / secs > 0.9 ? " -> the client was probably the bottleneck" : "");
   print_machine("the broadcast phase", cpu);
+  const std::string sys_fields = syscall_fields(calls, total_deliveries, "delivery");
   std::printf("verify: all %zu sessions received all %zu messages exactly once, in order, intact\n", b.total,
               c.messages);
   std::printf("RESULT scenario=broadcast status=PASS sessions=%zu receivers=%zu messages=%zu size=%zu window=%zu "
               "login_s=%.3f logins_per_s=%.0f phase_s=%.3f deliveries=%llu deliveries_per_s=%.0f lat_p50_ms=%.3f "
               "lat_p99_ms=%.3f lat_max_ms=%.3f server_cpu_s=%.3f server_user_s=%.3f server_sys_s=%.3f "
               "server_cpu_us_per_delivery=%.3f server_cpu_pct=%.0f client_cpu_s=%.3f client_cpu_pct=%.0f "
-              "login_other_cpu_s=%.2f other_cpu_s=%.2f machine_s=%.2f\n",
+              "login_other_cpu_s=%.2f other_cpu_s=%.2f machine_s=%.2f%s\n",
               c.sessions, b.total, c.messages, c.size, c.window, login_s, login_rate, secs,
               static_cast<unsigned long long>(b.deliveries), rate, p50 / 1e6, p99 / 1e6, pmax / 1e6, server_cpu,
               cpu.server_user, cpu.server_sys,
               server_cpu * 1e6 / total_deliveries, 100.0 * server_cpu / secs, client_user + client_sys,
-              100.0 * (client_user + client_sys) / secs, login_cpu.others(), cpu.others(), cpu.machine_total);
+              100.0 * (client_user + client_sys) / secs, login_cpu.others(), cpu.others(), cpu.machine_total,
+              sys_fields.c_str());
   finish(0);
 }
 

@@ -1,22 +1,37 @@
 #!/usr/bin/env bash
 # The herald benchmark suite: one command that installs, builds and measures herald's
-# uid_push_server against Boost.Beast, websocketpp and Node's ws, all on one server thread.
+# uid_push_server against the floor (peers/floor_server.cpp: the least a server can do on
+# epoll), Boost.Beast, websocketpp and Node's ws, all on one server thread.
 #
-#   bash benchmarks/run_suite.sh            # full: 19,000 sessions, 3 runs (about 25-35 min here)
-#   bash benchmarks/run_suite.sh --quick    # 4,000 sessions, 1 run (about 2 min once built)
+#   bash benchmarks/run_suite.sh            # full: issue 13's operating points, 3 runs
+#   bash benchmarks/run_suite.sh --quick    # smaller, 1 run (about 3-4 min once built)
 #
 # Steps: install what is missing (Debian packages; npm ci for the Node peer), build Release
 # into build-bench/, check that every server speaks the protocol, then run every server x
-# every scenario (hold, broadcast, unicast, churn), run r of all of them before run r+1, a
-# fresh server process for every run, each run bounded by timeouts. Writes
-# benchmarks/results/<date>-<host>[-quick].{md,png,results.txt}: medians, ratios to Beast,
-# target verdicts, a chart. A failed run (loss, wrong delivery, crash, timeout) is printed
-# loudly, marked in the report, and makes the script exit 1 at the end.
+# every scenario, run r of all of them before run r+1, a fresh server process for every run,
+# each run bounded by timeouts. Scenarios (full size; --quick in the parameters below):
+#   hold            19,000 idle logged-in sessions: RSS per session
+#   broadcast-1k    19,000 sessions, 1 KiB messages, 10 in flight: CPU per delivery
+#   broadcast-64    19,000 sessions, 64-byte messages, 10 in flight
+#   broadcast-few   1,000 sessions, 128-byte messages, 50 in flight
+#   unicast         5,000 sessions, 128-byte messages, 200 in flight (closed loop): CPU per message
+#   churn           5,000 idle sessions + 32 workers cycling connect, upgrade, login, one
+#                   128-byte unicast, leave: CPU per cycle
+# After the measured runs, one more run of every server x broadcast/unicast/churn counts the
+# server's syscalls during its measured phase (load_client --syscalls: perf stat, or strace -c
+# where perf is missing). It is a separate run because counting slows every syscall down (by
+# 6-30% of the CPU per operation here, see README), more for the servers that make more
+# syscalls; its CPU figures are shown beside the counts but are in no median.
+# Writes benchmarks/results/<date>-<host>[-quick].{md,png,results.txt}: medians, ratios to the
+# floor, issue 13's target verdicts, syscalls per operation, a chart. A failed run (loss, wrong
+# delivery, crash, timeout) is printed loudly, marked in the report, and makes the script exit
+# 1 at the end.
 #
-# Options: --quick, --runs N, --servers "herald beast websocketpp node-ws" (add herald-2t for
-#          uid_push_server --threads 2),
-#          --scenarios "hold broadcast unicast churn", --no-install, --out-dir DIR
-# Environment: BUILD_DIR (default build-bench), SESSIONS, and the per-scenario knobs below.
+# Options: --quick, --runs N, --servers "floor herald beast websocketpp node-ws" (add herald-2t
+#          for uid_push_server --threads 2, reported beside herald),
+#          --scenarios "hold broadcast-1k broadcast-64 broadcast-few unicast churn",
+#          --syscalls auto|perf|strace|off (auto), --no-install, --out-dir DIR
+# Environment: BUILD_DIR (default build-bench), and the per-scenario knobs below.
 set -euo pipefail
 ARGS_GIVEN="$*"  # for the report's "command" line
 
@@ -25,8 +40,9 @@ BENCH=$ROOT/benchmarks
 BUILD_DIR=${BUILD_DIR:-$ROOT/build-bench}
 QUICK=0
 RUNS=""
-SERVERS="herald beast websocketpp node-ws"
-SCENARIOS="hold broadcast unicast churn"
+SERVERS="floor herald beast websocketpp node-ws"
+SCENARIOS="hold broadcast-1k broadcast-64 broadcast-few unicast churn"
+SYSCALLS=auto
 INSTALL=1
 OUT_DIR=$BENCH/results
 
@@ -36,35 +52,46 @@ while [[ $# -gt 0 ]]; do
     --runs) RUNS=$2; shift ;;
     --servers) SERVERS=$2; shift ;;
     --scenarios) SCENARIOS=$2; shift ;;
+    --syscalls) SYSCALLS=$2; shift ;;
     --no-install) INSTALL=0 ;;
     --out-dir) OUT_DIR=$2; shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set /{/^#/p}' "$0"; exit 0 ;;
     *) echo "run_suite: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
 done
 
-# ---- parameters (full / quick)
+# ---- parameters (full / quick): issue 13's operating points; --quick keeps sizes and
+# windows and shrinks sessions and counts.
 if (( QUICK )); then
   RUNS=${RUNS:-1}
-  SESSIONS=${SESSIONS:-4000}
-  BCAST_MESSAGES=${BCAST_MESSAGES:-40}
+  SESSIONS=${SESSIONS:-2000}              # hold, broadcast-1k, broadcast-64
+  BCAST_MESSAGES=${BCAST_MESSAGES:-60}
+  FEW_SESSIONS=${FEW_SESSIONS:-1000}      # broadcast-few
+  FEW_MESSAGES=${FEW_MESSAGES:-200}
+  UNI_SESSIONS=${UNI_SESSIONS:-1000}
   UNI_MESSAGES=${UNI_MESSAGES:-30000}
-  CHURN_SESSIONS=${CHURN_SESSIONS:-200}
-  CHURN_SECONDS=${CHURN_SECONDS:-5}
+  CHURN_SESSIONS=${CHURN_SESSIONS:-500}
+  CHURN_SECONDS=${CHURN_SECONDS:-4}
   SUFFIX=-quick
 else
   RUNS=${RUNS:-3}
   SESSIONS=${SESSIONS:-19000}
   BCAST_MESSAGES=${BCAST_MESSAGES:-100}
+  FEW_SESSIONS=${FEW_SESSIONS:-1000}
+  FEW_MESSAGES=${FEW_MESSAGES:-2000}
+  UNI_SESSIONS=${UNI_SESSIONS:-5000}
   UNI_MESSAGES=${UNI_MESSAGES:-200000}
-  CHURN_SESSIONS=${CHURN_SESSIONS:-1000}
+  CHURN_SESSIONS=${CHURN_SESSIONS:-5000}
   CHURN_SECONDS=${CHURN_SECONDS:-20}
   SUFFIX=""
 fi
-SIZE=${SIZE:-1024}
-BCAST_WINDOW=${BCAST_WINDOW:-4}
-UNI_WINDOW=${UNI_WINDOW:-64}
+BCAST_WINDOW=${BCAST_WINDOW:-10}  # broadcast-1k (1024 bytes) and broadcast-64 (64 bytes)
+FEW_SIZE=${FEW_SIZE:-128}
+FEW_WINDOW=${FEW_WINDOW:-50}
+UNI_SIZE=${UNI_SIZE:-128}
+UNI_WINDOW=${UNI_WINDOW:-200}
+CHURN_SIZE=${CHURN_SIZE:-128}
 CHURN_WINDOW=${CHURN_WINDOW:-32}
 # load_client's own deadline per run, and the hard one around it.
 TIMEOUT_HOLD=${TIMEOUT_HOLD:-120}
@@ -87,6 +114,10 @@ if (( INSTALL )); then
   # gnuplot without X11 (the "gnuplot" package pulls in Qt); any installed gnuplot will do.
   command -v gnuplot >/dev/null || bash "$ROOT/.ci/install-deps.sh" gnuplot-nox
   command -v node >/dev/null && command -v npm >/dev/null || bash "$ROOT/.ci/install-deps.sh" nodejs npm
+  # perf counts the syscalls (strace where perf cannot be had; without both: n/a).
+  if [[ $SYSCALLS != off ]] && ! command -v perf >/dev/null; then
+    bash "$ROOT/.ci/install-deps.sh" linux-perf || echo "run_suite: linux-perf not installed; syscalls counted with strace if present" >&2
+  fi
 fi
 for tool in cmake g++ gnuplot node npm; do
   command -v "$tool" >/dev/null || { echo "run_suite: $tool is missing (run without --no-install)" >&2; exit 2; }
@@ -101,20 +132,22 @@ fi
 # ---- descriptors: each side holds up to SESSIONS + 1 sockets
 hard=$(ulimit -Hn)
 if [[ $hard == unlimited || $hard -gt 20000 ]]; then ulimit -n 20000; else ulimit -n "$hard"; fi
-if (( $(ulimit -n) < SESSIONS + 50 )); then
-  echo "run_suite: open-file limit $(ulimit -n) is too low for $SESSIONS sessions (set SESSIONS lower)" >&2
+MOST_SESSIONS=$(printf '%s\n' "$SESSIONS" "$FEW_SESSIONS" "$UNI_SESSIONS" "$CHURN_SESSIONS" | sort -n | tail -n 1)
+if (( $(ulimit -n) < MOST_SESSIONS + 100 )); then
+  echo "run_suite: open-file limit $(ulimit -n) is too low for $MOST_SESSIONS sessions (set SESSIONS lower)" >&2
   exit 2
 fi
 
 # ---- build
 say "building (Release) in $BUILD_DIR"
 cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DHERALD_BUILD_TESTS=OFF >/dev/null
-cmake --build "$BUILD_DIR" -j "$(nproc)" --target uid_push_server load_client beast_server websocketpp_server
+cmake --build "$BUILD_DIR" -j "$(nproc)" --target uid_push_server load_client floor_server beast_server websocketpp_server
 CLIENT=$BUILD_DIR/benchmarks/load_client
 mkdir -p "$LOG_DIR" "$OUT_DIR"
 
 server_cmd() {  # the command line of server $1 on 127.0.0.1, a port the kernel picks
   case $1 in
+    floor) echo "$BUILD_DIR/benchmarks/floor_server --address 127.0.0.1 --port 0" ;;
     herald) echo "$BUILD_DIR/examples/uid_push_server --address 127.0.0.1 --port 0 --idle-timeout 600" ;;
     # The multi_thread policy, for comparison with herald's one thread (not a peer: not in the targets).
     herald-2t) echo "$BUILD_DIR/examples/uid_push_server --address 127.0.0.1 --port 0 --idle-timeout 600 --threads 2" ;;
@@ -185,27 +218,33 @@ for s in $SERVERS; do
   say "protocol check: $s $(tail -n 1 "$check") $(sed -n 's/.*listening on [^ ]* //p' "$log" | head -n 1)"
 done
 
-client_args() {  # load_client arguments of scenario $1
+client_args() {  # load_client arguments of scenario $1; $2: how to count syscalls (off in a measured run)
+  local bc="--scenario broadcast --timeout $TIMEOUT_BROADCAST --syscalls $2"
   case $1 in
     hold) echo "--scenario hold --sessions $SESSIONS --timeout $TIMEOUT_HOLD" ;;
-    broadcast) echo "--scenario broadcast --sessions $SESSIONS --messages $BCAST_MESSAGES --size $SIZE --window $BCAST_WINDOW --timeout $TIMEOUT_BROADCAST" ;;
-    unicast) echo "--scenario unicast --sessions $SESSIONS --messages $UNI_MESSAGES --size $SIZE --window $UNI_WINDOW --timeout $TIMEOUT_UNICAST" ;;
-    churn) echo "--scenario churn --sessions $CHURN_SESSIONS --window $CHURN_WINDOW --duration $CHURN_SECONDS --size $SIZE --timeout $TIMEOUT_CHURN" ;;
+    broadcast-1k) echo "$bc --sessions $SESSIONS --messages $BCAST_MESSAGES --size 1024 --window $BCAST_WINDOW" ;;
+    broadcast-64) echo "$bc --sessions $SESSIONS --messages $BCAST_MESSAGES --size 64 --window $BCAST_WINDOW" ;;
+    broadcast-few) echo "$bc --sessions $FEW_SESSIONS --messages $FEW_MESSAGES --size $FEW_SIZE --window $FEW_WINDOW" ;;
+    unicast) echo "--scenario unicast --sessions $UNI_SESSIONS --messages $UNI_MESSAGES --size $UNI_SIZE --window $UNI_WINDOW --timeout $TIMEOUT_UNICAST --syscalls $2" ;;
+    churn) echo "--scenario churn --sessions $CHURN_SESSIONS --window $CHURN_WINDOW --duration $CHURN_SECONDS --size $CHURN_SIZE --timeout $TIMEOUT_CHURN --syscalls $2" ;;
     *) echo "run_suite: unknown scenario $1" >&2; exit 2 ;;
   esac
 }
 client_timeout() {
-  case $1 in hold) echo "$TIMEOUT_HOLD" ;; broadcast) echo "$TIMEOUT_BROADCAST" ;; unicast) echo "$TIMEOUT_UNICAST" ;; churn) echo "$TIMEOUT_CHURN" ;; esac
+  case $1 in hold) echo "$TIMEOUT_HOLD" ;; broadcast*) echo "$TIMEOUT_BROADCAST" ;; unicast) echo "$TIMEOUT_UNICAST" ;; churn) echo "$TIMEOUT_CHURN" ;; esac
 }
 # The figures the progress line shows for a RESULT line.
 summary() {
   local line=$1
   get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
+  local calls
+  calls=$(get sys_per_op)
+  if [[ -n $calls && $calls != n/a ]]; then calls=", $calls syscalls/$(get scenario | sed 's/broadcast/delivery/; s/unicast/message/; s/churn/cycle/')"; else calls=""; fi
   case $(get scenario) in
     hold) echo "$(get server_bytes_per_session) B/session, $(get logins_per_s) logins/s, $(get login_server_cpu_us_per_login) us/login" ;;
-    broadcast) echo "$(get deliveries_per_s) deliveries/s, $(get server_cpu_us_per_delivery) us/delivery, p99 $(get lat_p99_ms) ms" ;;
-    unicast) echo "$(get delivered_per_s) msg/s, $(get server_cpu_us_per_message) us/msg, p99 $(get lat_p99_ms) ms" ;;
-    churn) echo "$(get cycles_per_s) cycles/s, $(get server_cpu_us_per_cycle) us/cycle, RSS $(get server_rss_start) -> $(get server_rss_end)" ;;
+    broadcast) echo "$(get deliveries_per_s) deliveries/s, $(get server_cpu_us_per_delivery) us/delivery, p99 $(get lat_p99_ms) ms$calls" ;;
+    unicast) echo "$(get delivered_per_s) msg/s, $(get server_cpu_us_per_message) us/msg, p99 $(get lat_p99_ms) ms$calls" ;;
+    churn) echo "$(get cycles_per_s) cycles/s, $(get server_cpu_us_per_cycle) us/cycle$calls, RSS $(get server_rss_start) -> $(get server_rss_end)" ;;
   esac
   unset -f get
 }
@@ -215,19 +254,32 @@ META=$LOG_DIR/meta.txt
 : >"$RESULTS"
 read -r -a server_list <<<"$SERVERS"
 read -r -a scenario_list <<<"$SCENARIOS"
-total=$(( RUNS * ${#server_list[@]} * ${#scenario_list[@]} ))
+# The syscall-counting run: every scenario but hold (which has no operations to count per).
+count_list=()
+if [[ $SYSCALLS != off ]]; then
+  for sc in "${scenario_list[@]}"; do [[ $sc == hold ]] || count_list+=("$sc"); done
+fi
+total=$(( (RUNS * ${#scenario_list[@]} + ${#count_list[@]}) * ${#server_list[@]} ))
 done_runs=0
 FAILED=0
-say "suite: $total runs ($RUNS x ${#scenario_list[@]} scenarios x ${#server_list[@]} servers); logs in $LOG_DIR"
+say "suite: $total runs ($RUNS x ${#scenario_list[@]} scenarios x ${#server_list[@]} servers, then ${#count_list[@]} x ${#server_list[@]} counting syscalls); logs in $LOG_DIR"
 
-for (( r = 1; r <= RUNS; ++r )); do
+for (( r = 1; r <= RUNS + 1; ++r )); do
+  # Runs 1..RUNS measure; run RUNS+1 counts syscalls (purpose=syscalls in the results).
+  if (( r <= RUNS )); then
+    cases=("${scenario_list[@]}"); counting=off; purpose=measure
+  else
+    (( ${#count_list[@]} )) || break
+    cases=("${count_list[@]}"); counting=$SYSCALLS; purpose=syscalls
+  fi
   # Each run starts the server order one further along, so no server is always first.
   order=()
   for (( i = 0; i < ${#server_list[@]}; ++i )); do order+=("${server_list[(i + r - 1) % ${#server_list[@]}]}"); done
-  for sc in "${scenario_list[@]}"; do
+  for sc in "${cases[@]}"; do
     for s in "${order[@]}"; do
       done_runs=$(( done_runs + 1 ))
       tag="[$done_runs/$total] run $r $sc $s"
+      if [[ $purpose == syscalls ]]; then tag="[$done_runs/$total] syscall-counting run $sc $s"; fi
       slog=$LOG_DIR/run$r-$sc-$s.server.log
       clog=$LOG_DIR/run$r-$sc-$s.client.log
       t0=$SECONDS
@@ -240,7 +292,7 @@ for (( r = 1; r <= RUNS; ++r )); do
         rc=0
         # shellcheck disable=SC2046  # the arguments are a list of words
         timeout -k 5 $(( to + 30 )) "$CLIENT" --host 127.0.0.1 --port "$SERVER_PORT" --server-pid "$SERVER_PID" \
-          $(client_args "$sc") >"$clog" 2>&1 || rc=$?
+          $(client_args "$sc" "$counting") >"$clog" 2>&1 || rc=$?
         alive=1
         kill -0 "$SERVER_PID" 2>/dev/null || alive=0
         stop_server
@@ -257,12 +309,12 @@ for (( r = 1; r <= RUNS; ++r )); do
       wall=$(( SECONDS - t0 ))
       if [[ -z $reason ]]; then
         line=$(grep -m 1 '^RESULT ' "$clog")
-        echo "run=$r server=$s wall_s=$wall ${line#RESULT }" >>"$RESULTS"
+        echo "run=$r purpose=$purpose server=$s case=$sc wall_s=$wall ${line#RESULT }" >>"$RESULTS"
         say "$tag: PASS ($wall s) $(summary "$line")"
       else
         FAILED=$(( FAILED + 1 ))
         reason=${reason//\"/\'}
-        echo "run=$r server=$s wall_s=$wall scenario=$sc status=FAIL reason=\"$reason\" log=\"${clog#"$ROOT"/}\"" >>"$RESULTS"
+        echo "run=$r purpose=$purpose server=$s case=$sc wall_s=$wall status=FAIL reason=\"$reason\" log=\"${clog#"$ROOT"/}\"" >>"$RESULTS"
         say "$tag: !!!!!!!! FAIL ($wall s): $reason"
         say "   client log: $clog"
         grep -E '^  |^FAIL|^RESULT' "$clog" 2>/dev/null | head -n 30 | sed 's/^/   | /' || true
@@ -276,17 +328,20 @@ done
 # ---- report
 {
   printf 'title\therald benchmark suite%s: %s on %s\n' "$( (( QUICK )) && echo ' (quick)')" "$STAMP_DATE" "$HOST"
-  printf 'chart_title\therald vs Boost.Beast, websocketpp, Node ws: one server thread, %s sessions, %s-byte messages (%s, %s%s)\n' \
-    "$SESSIONS" "$SIZE" "$STAMP_DATE" "$HOST" "$( (( QUICK )) && echo ', quick')"
+  printf 'chart_title\therald vs the floor (minimal epoll server), Boost.Beast, websocketpp, Node ws: one server thread (%s, %s%s)\n' \
+    "$STAMP_DATE" "$HOST" "$( (( QUICK )) && echo ', quick')"
   printf 'command\tbash benchmarks/run_suite.sh%s\n' "${ARGS_GIVEN:+ $ARGS_GIVEN}"
   printf 'suite time\t%s s\n' "$((SECONDS - START))"
   printf 'runs\t%s per server and scenario, interleaved (run r of every server before run r+1, server order rotated per run), fresh server process per run\n' "$RUNS"
   printf 'hold\t%s idle logged-in sessions; RSS growth per session 2 s after the last login\n' "$SESSIONS"
-  printf 'broadcast\t%s sessions + 1 sender, %s messages of %s bytes, %s in flight\n' "$SESSIONS" "$BCAST_MESSAGES" "$SIZE" "$BCAST_WINDOW"
-  printf 'unicast\t%s sessions, %s messages of %s bytes, closed loop with %s in flight\n' "$SESSIONS" "$UNI_MESSAGES" "$SIZE" "$UNI_WINDOW"
+  printf 'broadcast-1k\t%s sessions + 1 sender, %s messages of 1024 bytes, %s in flight\n' "$SESSIONS" "$BCAST_MESSAGES" "$BCAST_WINDOW"
+  printf 'broadcast-64\t%s sessions + 1 sender, %s messages of 64 bytes, %s in flight\n' "$SESSIONS" "$BCAST_MESSAGES" "$BCAST_WINDOW"
+  printf 'broadcast-few\t%s sessions + 1 sender, %s messages of %s bytes, %s in flight\n' "$FEW_SESSIONS" "$FEW_MESSAGES" "$FEW_SIZE" "$FEW_WINDOW"
+  printf 'unicast\t%s sessions, %s messages of %s bytes, closed loop with %s in flight\n' "$UNI_SESSIONS" "$UNI_MESSAGES" "$UNI_SIZE" "$UNI_WINDOW"
   printf 'churn\t%s idle sessions + 1 control, %s workers for %s s; each cycle: connect, handshake, login (new uid), 1 unicast of %s bytes received, leave (1/2 clean close, 1/4 FIN, 1/4 RST), 1 ghost message to the departed uid\n' \
-    "$CHURN_SESSIONS" "$CHURN_WINDOW" "$CHURN_SECONDS" "$SIZE"
-  printf 'servers\therald uid_push_server (1 thread, --idle-timeout 600); beast_server (Boost %s, 1 thread); websocketpp_server (websocketpp %s, asio no-TLS, 1 thread); node-ws (Node %s, ws %s)\n' \
+    "$CHURN_SESSIONS" "$CHURN_WINDOW" "$CHURN_SECONDS" "$CHURN_SIZE"
+  printf 'syscall counting\tone more run per server and case, not in the medians (--syscalls %s; %s)\n' "$SYSCALLS" "$(perf --version 2>/dev/null || echo 'no perf')"
+  printf 'servers\tfloor_server (benchmarks/peers, level-triggered epoll, 1 thread); herald uid_push_server (1 thread, --idle-timeout 600); beast_server (Boost %s, 1 thread); websocketpp_server (websocketpp %s, asio no-TLS, 1 thread); node-ws (Node %s, ws %s)\n' \
     "$(dpkg-query -W -f='${Version}' libboost-dev 2>/dev/null || echo '?')" \
     "$(dpkg-query -W -f='${Version}' libwebsocketpp-dev 2>/dev/null || echo '?')" "$(node --version)" "$ws_pinned"
   printf 'herald\tgit %s%s\n' "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')" \
@@ -302,7 +357,7 @@ report_rc=0
 node "$BENCH/report.mjs" "$RESULTS" "$META" "$OUT_DIR/$NAME.md" "$OUT_DIR/$NAME.png" || report_rc=$?
 
 echo
-sed -n '/^## Targets/,/^## Parameters/p' "$OUT_DIR/$NAME.md" | sed '$d'
+sed -n '/^## Targets/,/^## Medians/p' "$OUT_DIR/$NAME.md" | sed '$d'
 echo "report: $OUT_DIR/$NAME.md"
 echo "chart:  $OUT_DIR/$NAME.png"
 echo "raw:    $RESULTS"
