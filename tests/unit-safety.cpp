@@ -5,7 +5,9 @@
 #include "test_support.hpp"
 
 #include <algorithm>
+#include <future>
 #include <stdexcept>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -393,4 +395,27 @@ TEST_CASE("a uid's sessions with their data, log out everywhere, and metrics han
     clients[2]->close();
     CHECK(!(co_await clients[2]->read()));
   });
+}
+
+TEST_CASE("a registry called from another thread before its io_context runs, or after it stopped, answers at once") {
+  asio::io_context io;
+  herald::registry<session> users(io.get_executor());
+  // This thread is not the registry's, and nobody runs `io` yet: the calls must not wait for it.
+  auto early = std::async(std::launch::async, [&users] {
+    return users.uid_count() == 0 && !users.online("alice") && users.sessions("alice").empty() &&
+           users.broadcast("to nobody") == 0 && users.close_all() == 0;
+  });
+  REQUIRE(early.wait_for(std::chrono::seconds(20)) == std::future_status::ready);
+  CHECK(early.get());
+
+  // Started, then stopped: a query from another thread gets an empty answer, not a hang.
+  std::thread runner([&io] {
+    auto guard = asio::make_work_guard(io);
+    io.run();
+  });
+  asio::post(io, [&io] { io.stop(); });
+  runner.join();
+  auto late = std::async(std::launch::async, [&users] { return users.session_count(); });
+  REQUIRE(late.wait_for(std::chrono::seconds(20)) == std::future_status::ready);
+  CHECK(late.get() == 0);
 }

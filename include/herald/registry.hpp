@@ -217,19 +217,41 @@ asio::awaitable<first_message_verdict> judge_first_message(Session& s, Authentic
 
 // The thread that owns a registry whose sessions all live on one thread (single_thread,
 // redis_cluster). Calls from elsewhere are handed to it: sends are posted, queries wait for
-// its answer. On its own thread a call costs one check of the current thread.
+// its answer. On its own thread a call costs one check of the current thread. Until that
+// thread has run anything for the registry (its io_context is not running yet, e.g. during
+// set-up in main()), another thread does the work itself, holding a gate that the owner's
+// first handler passes.
 class owner_thread {
  public:
   owner_thread() = default;
   explicit owner_thread(asio::any_io_executor ex) { adopt(std::move(ex)); }
 
-  // Called on the owner's thread (at the first login, when the registry was made without an
-  // executor); the executor never changes afterwards.
+  // Called at construction or, when the registry was made without an executor, at the first
+  // login (on the owner's thread); the executor never changes afterwards.
   void adopt(asio::any_io_executor ex) {
     if (known()) return;
     ex_ = std::move(ex);
     if (auto* io = target_of<asio::io_context::executor_type>(ex_)) context_ = &io->context();
+    if (here()) {
+      gate_->started.store(true, std::memory_order_release);
+    } else {
+      asio::post(ex_, [gate = gate_] {
+        std::lock_guard lock(gate->mutex);  // waits for a caller that is working in its place
+        gate->started.store(true, std::memory_order_release);
+      });
+    }
     known_.store(true, std::memory_order_release);
+  }
+
+  // Runs `f()` here and returns true if the owner's thread has not started on the registry yet
+  // (it waits meanwhile); false, without running it, once it has.
+  template <class F>
+  bool run_before_start(F&& f) const {
+    if (gate_->started.load(std::memory_order_acquire)) return false;
+    std::lock_guard lock(gate_->mutex);
+    if (gate_->started.load(std::memory_order_relaxed)) return false;
+    f();
+    return true;
   }
   // Whether the executor of a session logging in is the owner's.
   bool is_owner(const asio::any_io_executor& ex) const {
@@ -250,11 +272,13 @@ class owner_thread {
     asio::post(ex_, std::forward<F>(f));
   }
 
-  // Runs `f()` on the owner's thread and waits for its result (from another thread). If the
-  // owner's io_context is stopped, or destroys the call unrun, gives `fallback` instead of
-  // waiting for ever (and `f` is then never called).
+  // Runs `f()` on the owner's thread and waits for its result (from another thread; before
+  // that thread has started, runs it here). If the owner's io_context is stopped, or destroys
+  // the call unrun, gives `fallback` instead of waiting for ever (and `f` is then never called).
   template <class R, class F>
   R ask(F f, R fallback = R{}) const {
+    std::optional<R> early;
+    if (run_before_start([&] { early.emplace(f()); })) return std::move(*early);
     struct pending {
       std::mutex mutex;
       std::condition_variable ready;
@@ -303,9 +327,15 @@ class owner_thread {
   }
 
  private:
+  struct start_gate {
+    std::mutex mutex;
+    std::atomic<bool> started{false};
+  };
+
   asio::any_io_executor ex_;
   asio::io_context* context_ = nullptr;  // the fast path of here() for io_context executors
   std::atomic<bool> known_{false};
+  std::shared_ptr<start_gate> gate_ = std::make_shared<start_gate>();
 };
 
 inline std::size_t counts_as_queued(send_result r) noexcept {

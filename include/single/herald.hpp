@@ -3563,19 +3563,41 @@ asio::awaitable<first_message_verdict> judge_first_message(Session& s, Authentic
 
 // The thread that owns a registry whose sessions all live on one thread (single_thread,
 // redis_cluster). Calls from elsewhere are handed to it: sends are posted, queries wait for
-// its answer. On its own thread a call costs one check of the current thread.
+// its answer. On its own thread a call costs one check of the current thread. Until that
+// thread has run anything for the registry (its io_context is not running yet, e.g. during
+// set-up in main()), another thread does the work itself, holding a gate that the owner's
+// first handler passes.
 class owner_thread {
  public:
   owner_thread() = default;
   explicit owner_thread(asio::any_io_executor ex) { adopt(std::move(ex)); }
 
-  // Called on the owner's thread (at the first login, when the registry was made without an
-  // executor); the executor never changes afterwards.
+  // Called at construction or, when the registry was made without an executor, at the first
+  // login (on the owner's thread); the executor never changes afterwards.
   void adopt(asio::any_io_executor ex) {
     if (known()) return;
     ex_ = std::move(ex);
     if (auto* io = target_of<asio::io_context::executor_type>(ex_)) context_ = &io->context();
+    if (here()) {
+      gate_->started.store(true, std::memory_order_release);
+    } else {
+      asio::post(ex_, [gate = gate_] {
+        std::lock_guard lock(gate->mutex);  // waits for a caller that is working in its place
+        gate->started.store(true, std::memory_order_release);
+      });
+    }
     known_.store(true, std::memory_order_release);
+  }
+
+  // Runs `f()` here and returns true if the owner's thread has not started on the registry yet
+  // (it waits meanwhile); false, without running it, once it has.
+  template <class F>
+  bool run_before_start(F&& f) const {
+    if (gate_->started.load(std::memory_order_acquire)) return false;
+    std::lock_guard lock(gate_->mutex);
+    if (gate_->started.load(std::memory_order_relaxed)) return false;
+    f();
+    return true;
   }
   // Whether the executor of a session logging in is the owner's.
   bool is_owner(const asio::any_io_executor& ex) const {
@@ -3596,11 +3618,13 @@ class owner_thread {
     asio::post(ex_, std::forward<F>(f));
   }
 
-  // Runs `f()` on the owner's thread and waits for its result (from another thread). If the
-  // owner's io_context is stopped, or destroys the call unrun, gives `fallback` instead of
-  // waiting for ever (and `f` is then never called).
+  // Runs `f()` on the owner's thread and waits for its result (from another thread; before
+  // that thread has started, runs it here). If the owner's io_context is stopped, or destroys
+  // the call unrun, gives `fallback` instead of waiting for ever (and `f` is then never called).
   template <class R, class F>
   R ask(F f, R fallback = R{}) const {
+    std::optional<R> early;
+    if (run_before_start([&] { early.emplace(f()); })) return std::move(*early);
     struct pending {
       std::mutex mutex;
       std::condition_variable ready;
@@ -3649,9 +3673,15 @@ class owner_thread {
   }
 
  private:
+  struct start_gate {
+    std::mutex mutex;
+    std::atomic<bool> started{false};
+  };
+
   asio::any_io_executor ex_;
   asio::io_context* context_ = nullptr;  // the fast path of here() for io_context executors
   std::atomic<bool> known_{false};
+  std::shared_ptr<start_gate> gate_ = std::make_shared<start_gate>();
 };
 
 inline std::size_t counts_as_queued(send_result r) noexcept {
@@ -4378,7 +4408,7 @@ class one_thread_registry {
   // Sends to every session of `uid`; returns how many it was queued to.
   std::size_t unicast(std::string_view uid, const message& m) {
     if (!m || !state_->owner.known()) return 0;
-    if (!state_->owner.here()) return hand_over([uid = std::string(uid), m](State& st) { st.unicast(uid, m); });
+    if (!state_->owner.here()) return hand_over([uid = std::string(uid), m](State& st) { return st.unicast(uid, m); });
     return state_->unicast(uid, m);
   }
   std::size_t unicast(std::string_view uid, std::string_view text) { return unicast(uid, message::text(text)); }
@@ -4386,7 +4416,7 @@ class one_thread_registry {
   // Sends to every logged-in session; the frame is built once and shared.
   std::size_t broadcast(const message& m) {
     if (!m || !state_->owner.known()) return 0;
-    if (!state_->owner.here()) return hand_over([m](State& st) { st.broadcast(m); });
+    if (!state_->owner.here()) return hand_over([m](State& st) { return st.broadcast(m); });
     return state_->broadcast(m);
   }
   std::size_t broadcast(std::string_view text) { return broadcast(message::text(text)); }
@@ -4394,7 +4424,7 @@ class one_thread_registry {
   // Sends to every session in `group`; returns how many it was queued to.
   std::size_t send_to_group(std::string_view group, const message& m) {
     if (!m || !state_->owner.known()) return 0;
-    if (!state_->owner.here()) return hand_over([group = std::string(group), m](State& st) { st.send_to_group(group, m); });
+    if (!state_->owner.here()) return hand_over([group = std::string(group), m](State& st) { return st.send_to_group(group, m); });
     return state_->send_to_group(group, m);
   }
   std::size_t send_to_group(std::string_view group, std::string_view text) { return send_to_group(group, message::text(text)); }
@@ -4403,7 +4433,7 @@ class one_thread_registry {
   std::size_t close_all(std::uint16_t code = ws::close_code::going_away, std::string_view reason = "server shutting down") {
     if (!state_->owner.known()) return 0;
     if (!state_->owner.here())
-      return hand_over([code, reason = std::string(reason)](State& st) { st.close_all(code, reason); });
+      return hand_over([code, reason = std::string(reason)](State& st) { return st.close_all(code, reason); });
     return state_->close_all(code, reason);
   }
 
@@ -4411,7 +4441,7 @@ class one_thread_registry {
   std::size_t close_uid(std::string_view uid, std::uint16_t code = ws::close_code::normal, std::string_view reason = "logged out") {
     if (!state_->owner.known()) return 0;
     if (!state_->owner.here())
-      return hand_over([uid = std::string(uid), code, reason = std::string(reason)](State& st) { st.close_uid(uid, code, reason); });
+      return hand_over([uid = std::string(uid), code, reason = std::string(reason)](State& st) { return st.close_uid(uid, code, reason); });
     return state_->close_uid(uid, code, reason);
   }
 
@@ -4478,9 +4508,12 @@ class one_thread_registry {
  protected:
   explicit one_thread_registry(std::shared_ptr<State> st) : state_(std::move(st)) {}
 
-  // Runs `f(state)` on the registry's thread later; a send handed over counts 0 here.
+  // Runs `f(state)` on the registry's thread later; a send handed over counts 0 here. (Before
+  // that thread has started, it runs here at once and counts.)
   template <class F>
   std::size_t hand_over(F&& f) {
+    std::size_t now = 0;
+    if (state_->owner.run_before_start([&] { now = f(*state_); })) return now;
     state_->owner.post([st = state_, f = std::forward<F>(f)]() mutable { f(*st); });
     return 0;
   }
@@ -4517,15 +4550,17 @@ struct one_thread_state : local_index<Session>, std::enable_shared_from_this<Der
 
   // The binding's end, on the registry's thread (handed there when it ends on another).
   void unbind(node* n) noexcept {
-    if (owner.known() && !owner.here() && !owner.stopped()) {
-      try {
-        owner.post([keep = this->shared_from_this(), n] { keep->unbind(n); });
-        return;
-      } catch (...) {  // out of memory: unbind here rather than leak the entry
-      }
+    auto end = [this, n] {
+      static_cast<Derived*>(this)->detach(n);
+      delete n;
+    };
+    if (!owner.known() || owner.here() || owner.stopped()) return end();
+    if (owner.run_before_start(end)) return;
+    try {
+      owner.post([keep = this->shared_from_this(), n] { keep->unbind(n); });
+    } catch (...) {  // out of memory: unbind here rather than leak the entry
+      end();
     }
-    static_cast<Derived*>(this)->detach(n);
-    delete n;
   }
 
   registry_options options;

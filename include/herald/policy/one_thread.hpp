@@ -78,7 +78,7 @@ class one_thread_registry {
   // Sends to every session of `uid`; returns how many it was queued to.
   std::size_t unicast(std::string_view uid, const message& m) {
     if (!m || !state_->owner.known()) return 0;
-    if (!state_->owner.here()) return hand_over([uid = std::string(uid), m](State& st) { st.unicast(uid, m); });
+    if (!state_->owner.here()) return hand_over([uid = std::string(uid), m](State& st) { return st.unicast(uid, m); });
     return state_->unicast(uid, m);
   }
   std::size_t unicast(std::string_view uid, std::string_view text) { return unicast(uid, message::text(text)); }
@@ -86,7 +86,7 @@ class one_thread_registry {
   // Sends to every logged-in session; the frame is built once and shared.
   std::size_t broadcast(const message& m) {
     if (!m || !state_->owner.known()) return 0;
-    if (!state_->owner.here()) return hand_over([m](State& st) { st.broadcast(m); });
+    if (!state_->owner.here()) return hand_over([m](State& st) { return st.broadcast(m); });
     return state_->broadcast(m);
   }
   std::size_t broadcast(std::string_view text) { return broadcast(message::text(text)); }
@@ -94,7 +94,7 @@ class one_thread_registry {
   // Sends to every session in `group`; returns how many it was queued to.
   std::size_t send_to_group(std::string_view group, const message& m) {
     if (!m || !state_->owner.known()) return 0;
-    if (!state_->owner.here()) return hand_over([group = std::string(group), m](State& st) { st.send_to_group(group, m); });
+    if (!state_->owner.here()) return hand_over([group = std::string(group), m](State& st) { return st.send_to_group(group, m); });
     return state_->send_to_group(group, m);
   }
   std::size_t send_to_group(std::string_view group, std::string_view text) { return send_to_group(group, message::text(text)); }
@@ -103,7 +103,7 @@ class one_thread_registry {
   std::size_t close_all(std::uint16_t code = ws::close_code::going_away, std::string_view reason = "server shutting down") {
     if (!state_->owner.known()) return 0;
     if (!state_->owner.here())
-      return hand_over([code, reason = std::string(reason)](State& st) { st.close_all(code, reason); });
+      return hand_over([code, reason = std::string(reason)](State& st) { return st.close_all(code, reason); });
     return state_->close_all(code, reason);
   }
 
@@ -111,7 +111,7 @@ class one_thread_registry {
   std::size_t close_uid(std::string_view uid, std::uint16_t code = ws::close_code::normal, std::string_view reason = "logged out") {
     if (!state_->owner.known()) return 0;
     if (!state_->owner.here())
-      return hand_over([uid = std::string(uid), code, reason = std::string(reason)](State& st) { st.close_uid(uid, code, reason); });
+      return hand_over([uid = std::string(uid), code, reason = std::string(reason)](State& st) { return st.close_uid(uid, code, reason); });
     return state_->close_uid(uid, code, reason);
   }
 
@@ -178,9 +178,12 @@ class one_thread_registry {
  protected:
   explicit one_thread_registry(std::shared_ptr<State> st) : state_(std::move(st)) {}
 
-  // Runs `f(state)` on the registry's thread later; a send handed over counts 0 here.
+  // Runs `f(state)` on the registry's thread later; a send handed over counts 0 here. (Before
+  // that thread has started, it runs here at once and counts.)
   template <class F>
   std::size_t hand_over(F&& f) {
+    std::size_t now = 0;
+    if (state_->owner.run_before_start([&] { now = f(*state_); })) return now;
     state_->owner.post([st = state_, f = std::forward<F>(f)]() mutable { f(*st); });
     return 0;
   }
@@ -217,15 +220,17 @@ struct one_thread_state : local_index<Session>, std::enable_shared_from_this<Der
 
   // The binding's end, on the registry's thread (handed there when it ends on another).
   void unbind(node* n) noexcept {
-    if (owner.known() && !owner.here() && !owner.stopped()) {
-      try {
-        owner.post([keep = this->shared_from_this(), n] { keep->unbind(n); });
-        return;
-      } catch (...) {  // out of memory: unbind here rather than leak the entry
-      }
+    auto end = [this, n] {
+      static_cast<Derived*>(this)->detach(n);
+      delete n;
+    };
+    if (!owner.known() || owner.here() || owner.stopped()) return end();
+    if (owner.run_before_start(end)) return;
+    try {
+      owner.post([keep = this->shared_from_this(), n] { keep->unbind(n); });
+    } catch (...) {  // out of memory: unbind here rather than leak the entry
+      end();
     }
-    static_cast<Derived*>(this)->detach(n);
-    delete n;
   }
 
   registry_options options;

@@ -370,8 +370,9 @@ class registry<Session, redis_cluster>
   // Closes the Redis connections (local delivery goes on). The destructor does it too.
   void stop() {
     auto& owner = state_->owner;
-    if (owner.here() || owner.stopped()) state_->stop();
-    else owner.post([st = state_] { st->stop(); });
+    if (owner.here() || owner.stopped()) return state_->stop();
+    if (owner.run_before_start([this] { state_->stop(); })) return;
+    owner.post([st = state_] { st->stop(); });
   }
 
   // The *_confirmed and *_in_cluster calls may be awaited on any executor: they run on the
