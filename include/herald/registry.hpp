@@ -93,9 +93,12 @@ struct is_awaitable : std::false_type {};
 template <class T, class E>
 struct is_awaitable<asio::awaitable<T, E>> : std::true_type {};
 
+// Deliberately not noexcept: libstdc++ then keeps each node's hash beside it, so a lookup
+// compares hashes instead of hashing every key it passes in the bucket (which cost a unicast
+// more than the delivery itself in a profile).
 struct transparent_hash {
   using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
 
 // 1 to `max` bytes of UTF-8 without control characters.
