@@ -27,6 +27,7 @@
 #include "detail/asio.hpp"
 #include "detail/deadline_wheel.hpp"
 #include "detail/read_buffer.hpp"
+#include "detail/session_hub.hpp"
 #include "message.hpp"
 #include "options.hpp"
 #include "websocket/handshake.hpp"
@@ -127,6 +128,7 @@ struct session_access;
 template <class Stream = asio::ip::tcp::socket, class UserData = no_user_data>
 class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserData>>, private detail::deadline_hook {
   friend class detail::deadline_wheel<ws_session>;
+  friend class detail::session_hub<ws_session>;
   friend struct detail::session_access;
 
  public:
@@ -141,6 +143,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
         parser_(r, ws::parser_limits{options_->max_message_size}),
         role_(r),
         write_through_(detail::is_strand(stream_.get_executor())) {
+    if (!write_through_) hub_ = &detail::session_hub<ws_session>::of(stream_.get_executor());
     if constexpr (detail::raw_socket<Stream>) {
       error_code ec;
       stream_.non_blocking(true, ec);
@@ -189,7 +192,10 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
       // Read more. (Inline rather than a helper coroutine: one frame less per idle session.)
       error_code ec;
       if constexpr (detail::raw_socket<Stream>) {
-        // Wait for readiness first, so an idle session holds no buffer while it waits.
+        // Wait for readiness first, so an idle session holds no buffer while it waits. (Asio's
+        // epoll reactor is edge-triggered: this wait re-arms the descriptor with one
+        // epoll_ctl; reading instead would cost one recv that finds nothing. See
+        // benchmarks/README.md.)
         co_await stream_.async_wait(Stream::wait_read, asio::redirect_error(asio::use_awaitable, ec));
         if (!ec) read_available(ec);
       } else {
@@ -646,9 +652,8 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
     ++timer_generation_;
     if (wheel_) wheel_->cancel(*this);
     error_code ec;
-    auto& sock = detail::lowest_layer(stream_);
-    sock.shutdown(asio::socket_base::shutdown_both, ec);
-    sock.close(ec);
+    // close() alone sends the FIN (or an RST if input was left unread): no shutdown first.
+    detail::lowest_layer(stream_).close(ec);
     stats_.dropped += queue_.size() - queue_head_;
     count(metrics::dropped, static_cast<std::int64_t>(queue_.size() - queue_head_));
     count(metrics::queued_bytes, -static_cast<std::int64_t>(queued_bytes_));
@@ -671,53 +676,14 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
     else cork();
   }
 
-  // Writes wait for the end of the current round of handlers on this thread (uWebSockets
+  // Writes wait for the end of the current round of handlers on this context (uWebSockets
   // calls it corking): whatever is queued meanwhile — several broadcasts read in one go, a
   // pong — leaves in one gathered write, one syscall per session instead of one per message.
-  void cork() {
-    corked_ = true;
-    auto& pending = corked_sessions();
-    pending.push_back(this->shared_from_this());
-    if (pending.size() == 1) asio::post(stream_.get_executor(), flush_job{});
-  }
+  void cork() { hub_->cork(*this, stream_.get_executor()); }
 
-  // Runs flush_corked(); if its io_context is destroyed before it runs, forgets the corked
-  // sessions so that the next round on this thread starts clean.
-  struct flush_job {
-    bool armed = true;
-    flush_job() = default;
-    flush_job(flush_job&& o) noexcept : armed(std::exchange(o.armed, false)) {}
-    flush_job& operator=(flush_job&&) = delete;
-    ~flush_job() {
-      if (!armed) return;
-      auto& pending = corked_sessions();
-      for (auto& s : pending) s->corked_ = false;
-      pending.clear();
-    }
-    void operator()() {
-      armed = false;
-      flush_corked();
-    }
-  };
-
-  static void flush_corked() {
-    auto& pending = corked_sessions();
-    auto& batch = flushing_sessions();
-    batch.swap(pending);  // sessions corked while these are written join the next round
-    for (auto& s : batch) {
-      s->corked_ = false;
-      if (!s->writing_ && s->state_ != state::closed) s->flush();
-    }
-    batch.clear();
-  }
-
-  static std::vector<std::shared_ptr<ws_session>>& corked_sessions() {
-    thread_local std::vector<std::shared_ptr<ws_session>> sessions;
-    return sessions;
-  }
-  static std::vector<std::shared_ptr<ws_session>>& flushing_sessions() {
-    thread_local std::vector<std::shared_ptr<ws_session>> sessions;
-    return sessions;
+  // The end of the round this session was corked in (called by the hub).
+  void flush_round() {
+    if (!writing_ && state_ != state::closed) flush();
   }
 
   // Queued frames not yet started are dropped; a frame already partly on the wire stays.
@@ -873,6 +839,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
   std::shared_ptr<const session_options> options_;
   ws::parser parser_;
   detail::deadline_wheel<ws_session>* wheel_ = nullptr;  // this context's, from the first arm()
+  detail::session_hub<ws_session>* hub_ = nullptr;       // this context's; none on a strand
   detail::read_buffer rbuf_;
   std::uint32_t rpos_ = 0, rend_ = 0;
   std::vector<message> queue_;
