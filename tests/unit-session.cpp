@@ -271,3 +271,78 @@ TEST_CASE("per-session user data: typed, per session, default-constructed") {
     CHECK(names == std::set<std::string>{"alice", "bob"});
   });
 }
+
+TEST_CASE("read() takes any completion token: a callback never runs inside read(); another context's coroutine may await it") {
+  asio::io_context io;
+  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  std::vector<std::string> got;
+  int ran_inside = 0;
+  herald::close_status end;
+  std::shared_ptr<session> server_side;
+  // A server whose reads are callbacks: read, record, read again, until the end.
+  int inside_read = 0;  // > 0 while a call to read() is running
+  std::function<void()> read_next = [&] {
+    ++inside_read;
+    server_side->read([&](herald::read_result r) {
+      ran_inside += inside_read > 0;
+      if (!r) {
+        end = r.status();
+        return;
+      }
+      got.push_back(r->data);
+      read_next();
+    });
+    --inside_read;
+  };
+  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+    auto s = co_await acceptor.async_accept(asio::use_awaitable);
+    server_side = co_await herald::accept_websocket(std::move(s));
+    REQUIRE(server_side);
+    read_next();
+  }, asio::detached);
+  run(io, [&]() -> asio::awaitable<void> {
+    auto c = co_await connect_client(acceptor.local_endpoint().port());
+    // Three messages, most likely in one segment: the 2nd and 3rd are buffered when read() is called.
+    c->send("one");
+    c->send("two");
+    c->send("three");
+    REQUIRE(co_await eventually([&] { return got.size() == 3; }));
+    CHECK(got == std::vector<std::string>{"one", "two", "three"});
+    CHECK(ran_inside == 0);
+    c->send("four");
+    c->close(herald::ws::close_code::normal, "bye");
+    REQUIRE(co_await eventually([&] { return end.code != 0; }));
+    CHECK(got.back() == "four");
+    CHECK(end.code == 1000);
+    CHECK(end.reason == "bye");
+    CHECK(!(co_await c->read()));
+  });
+  // Another io_context's coroutine may await a session's read (the handler's executor is not
+  // the session's: the read keeps it busy until it completes).
+  asio::io_context io2;
+  asio::io_context other;
+  tcp::acceptor acceptor2(io2, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  std::string across;
+  std::thread server_thread;
+  asio::co_spawn(io2, [&]() -> asio::awaitable<void> {
+    auto s = co_await acceptor2.async_accept(asio::use_awaitable);
+    auto ws = co_await herald::accept_websocket(std::move(s));
+    REQUIRE(ws);
+    asio::co_spawn(other, [ws, &across]() -> asio::awaitable<void> {
+      auto m = co_await ws->read(asio::use_awaitable_t<asio::any_io_executor>{});
+      if (m) across = m->data;
+    }, asio::detached);
+  }, asio::detached);
+  std::thread other_thread([&other] {
+    auto guard = asio::make_work_guard(other);
+    other.run_for(std::chrono::seconds(20));
+  });
+  run(io2, [&]() -> asio::awaitable<void> {
+    auto c = co_await connect_client(acceptor2.local_endpoint().port());
+    c->send("across contexts");
+    REQUIRE(co_await eventually([&] { return !across.empty(); }));
+    CHECK(across == "across contexts");
+    other.stop();
+  });
+  other_thread.join();
+}

@@ -180,38 +180,15 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
   }
 
   // The next whole message, or, once the session has ended, an empty result with the reason.
-  // Pings are answered and the closing handshake is completed while reading. One reader at a time.
-  [[nodiscard]] asio::awaitable<read_result> read() {
-    // Parsing lives in take_buffered(), a plain function: a coroutine frame keeps every local
-    // that its body declares, and this frame lives as long as the session idles.
-    auto self = this->shared_from_this();
-    std::optional<incoming> in;
-    for (;;) {
-      if (take_buffered(in)) co_return std::move(*in);
-      if (state_ == state::closed) co_return status_;
-      // Read more. (Inline rather than a helper coroutine: one frame less per idle session.)
-      error_code ec;
-      if constexpr (detail::raw_socket<Stream>) {
-        // Wait for readiness first, so an idle session holds no buffer while it waits. (Asio's
-        // epoll reactor is edge-triggered: this wait re-arms the descriptor with one
-        // epoll_ctl; reading instead would cost one recv that finds nothing. See
-        // benchmarks/README.md.)
-        co_await stream_.async_wait(Stream::wait_read, asio::redirect_error(asio::use_awaitable, ec));
-        if (!ec) read_available(ec);
-      } else {
-        make_room();
-        const std::size_t n = co_await stream_.async_read_some(
-            asio::buffer(rbuf_.data() + rend_, rbuf_.capacity() - rend_), asio::redirect_error(asio::use_awaitable, ec));
-        if (!ec) on_bytes(n);
-      }
-      if (ec) on_read_error(ec);
-      if (state_ == state::closed) {
-        settle_buffer();
-        co_return status_;
-      }
-    }
+  // Pings are answered and the closing handshake is completed while reading. One reader at a
+  // time. An Asio asynchronous operation with the completion signature void(read_result):
+  // `co_await ws->read()` by default, or any completion token (a callback, asio::deferred,
+  // use_awaitable of another executor...). The handler runs on its associated executor
+  // (default: the session's), never inside the call to read().
+  template <class CompletionToken = asio::use_awaitable_t<>>
+  auto read(CompletionToken&& token = {}) {
+    return asio::async_initiate<CompletionToken, void(read_result)>(start_read{this}, token);
   }
-
   // Sends a message from any thread; never blocks. On the session's own thread it is written
   // through or queued at once; from elsewhere it is posted there. An empty message (as
   // message::text makes of bytes that are not UTF-8) is refused: send_result::invalid.
@@ -304,6 +281,92 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
   // Arms a deadline for the next message (registry::login); then back to idle checks.
   void expect_message_within(clock::duration d) { arm(phase::first_message, d); }
   void expect_idle() { arm(phase::idle, options_->idle_timeout); }
+
+  // ---- reading: the read() operation ----
+
+  struct start_read {
+    ws_session* session;
+    template <class Handler>
+    void operator()(Handler&& handler) const {
+      read_op<std::decay_t<Handler>>(session->shared_from_this(), std::forward<Handler>(handler)).start();
+    }
+  };
+
+  // One read(): parse what is buffered; otherwise wait (for readiness on a plain socket, so an
+  // idle session holds no read buffer; for bytes on a TLS stream) and parse again. It is the
+  // completion handler of the socket operation it waits on, so while a session idles the only
+  // per-session state of its read is this object inside Asio's reactor operation. (Asio's
+  // epoll reactor is edge-triggered: each wait for readiness re-arms the descriptor with one
+  // epoll_ctl; a read started instead would cost one recv that finds nothing. See
+  // benchmarks/README.md.)
+  template <class Handler>
+  class read_op {
+   public:
+    read_op(std::shared_ptr<ws_session> s, Handler h) : session_(std::move(s)), handler_(std::move(h)) {
+      // The reactor keeps the session's context busy; a handler on another context needs its own work.
+      const auto ex = asio::get_associated_executor(handler_, session_->stream_.get_executor());
+      if (&asio::query(ex, asio::execution::context) != &asio::query(session_->stream_.get_executor(), asio::execution::context))
+        work_ = std::make_unique<work_guard>(asio::prefer(ex, asio::execution::outstanding_work.tracked));
+    }
+    read_op(read_op&&) noexcept = default;
+
+    // The associated executor and allocator are the handler's (use_awaitable: the coroutine's
+    // recycling allocator for the reactor's operation).
+    using executor_type = asio::associated_executor_t<Handler, typename ws_session::executor_type>;
+    executor_type get_executor() const noexcept {
+      return asio::get_associated_executor(handler_, session_->stream_.get_executor());
+    }
+    using allocator_type = asio::associated_allocator_t<Handler>;
+    allocator_type get_allocator() const noexcept { return asio::get_associated_allocator(handler_); }
+
+    void start() { step(error_code{}, true); }
+
+    // A plain socket became readable.
+    void operator()(error_code ec) {
+      if (!ec) session_->read_available(ec);
+      step(ec, false);
+    }
+    // Bytes from a TLS stream.
+    void operator()(error_code ec, std::size_t n) {
+      if (!ec) session_->on_bytes(n);
+      step(ec, false);
+    }
+
+   private:
+    using work_guard = std::decay_t<decltype(asio::prefer(std::declval<executor_type>(), asio::execution::outstanding_work.tracked))>;
+
+    void step(const error_code& ec, bool first) {
+      ws_session& s = *session_;
+      if (ec) s.on_read_error(ec);
+      std::optional<incoming> in;
+      if (s.take_buffered(in)) return finish(read_result(std::move(*in)), first);
+      if (s.state_ == state::closed) {
+        s.settle_buffer();
+        return finish(read_result(s.status_), first);
+      }
+      if constexpr (detail::raw_socket<Stream>) {
+        s.stream_.async_wait(Stream::wait_read, std::move(*this));
+      } else {
+        s.make_room();
+        auto buffer = asio::buffer(s.rbuf_.data() + s.rend_, s.rbuf_.capacity() - s.rend_);
+        s.stream_.async_read_some(buffer, std::move(*this));
+      }
+    }
+
+    // Completes on the handler's executor: posted when the result was ready at once (a
+    // handler never runs inside read()), dispatched otherwise (inline on the session's thread).
+    void finish(read_result r, bool first) {
+      const auto ex = get_executor();
+      session_.reset();
+      auto complete = [h = std::move(handler_), r = std::move(r), w = std::move(work_)]() mutable { std::move(h)(std::move(r)); };
+      if (first) asio::post(ex, std::move(complete));
+      else asio::dispatch(ex, std::move(complete));
+    }
+
+    std::shared_ptr<ws_session> session_;
+    Handler handler_;
+    std::unique_ptr<work_guard> work_;  // only for a handler on another context
+  };
 
   // ---- opening handshake ----
 
