@@ -2772,7 +2772,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
   void drop(bool reset = false) {
     auto now = [self = this->shared_from_this(), reset] {
       if (self->state_ == state::closed) return;
-      if (reset) {  // close before abort() shuts down, so that no FIN goes out before the RST
+      if (reset) {  // SO_LINGER 0, then close: an RST and no FIN
         error_code ec;
         auto& sock = detail::lowest_layer(self->stream_);
         sock.set_option(asio::socket_base::linger(true, 0), ec);
