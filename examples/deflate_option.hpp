@@ -12,18 +12,25 @@
 #include <herald/deflate.hpp>
 #endif
 
-// Lets sessions made with `so` accept permessage-deflate with herald's defaults: messages of
-// 256 bytes and more are compressed once for all their deflate receivers, no context
-// takeover either way (no zlib state per session).
-inline void enable_example_deflate(herald::session_options& so, [[maybe_unused]] const char* program) {
+// Parsing --deflate: true; built without zlib, the error and exit 2 (so that even
+// `--deflate --help` tells whether this build has it).
+inline bool deflate_option([[maybe_unused]] const char* program) {
 #if HERALD_EXAMPLE_DEFLATE
-  herald::enable_deflate(so);
+  return true;
 #else
-  (void)so;
   std::fprintf(stderr,
                "%s: built without zlib, so --deflate is not available "
                "(Debian: apt-get install zlib1g-dev, then rebuild)\n",
                program);
   std::exit(2);
+#endif
+}
+
+// Lets sessions made with `so` accept permessage-deflate with herald's defaults: messages of
+// 256 bytes and more are compressed once for all their deflate receivers, no context
+// takeover either way (no zlib state per session). Only after deflate_option() said yes.
+inline void enable_example_deflate([[maybe_unused]] herald::session_options& so) {
+#if HERALD_EXAMPLE_DEFLATE
+  herald::enable_deflate(so);
 #endif
 }

@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
     const bool has_value = i + 1 < argc;
-    if (a == "--deflate") deflate = true;
+    if (a == "--deflate") deflate = deflate_option("echo_server");
     else if (a == "--port" && has_value) port = static_cast<unsigned short>(std::stoi(argv[++i]));
     else if (a == "--address" && has_value) address = argv[++i];
     else if (a == "--max-message" && has_value) so.max_message_size = std::stoul(argv[++i]);
@@ -40,7 +40,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (deflate) enable_example_deflate(so, "echo_server");
+  if (deflate) enable_example_deflate(so);
   so.send_queue_limit = 2 * so.max_message_size + 1024;
   auto options = std::make_shared<const herald::session_options>(so);
 

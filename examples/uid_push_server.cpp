@@ -288,7 +288,7 @@ config parse_args(int argc, char** argv) {
     else if (a == "--api-key") c.api_key = value();
     else if (a == "--send-queue-limit") c.send_queue_limit = std::stoul(value());
     else if (a == "--origin") c.origins.push_back(value());
-    else if (a == "--deflate") c.deflate = true;
+    else if (a == "--deflate") c.deflate = deflate_option("uid_push_server");
     else if (a == "--rate-limit") {
       c.rate_limit = std::stod(value());
       if (!(c.rate_limit > 0)) usage("--rate-limit takes a number of messages per second above 0");
@@ -336,7 +336,7 @@ int run(const config& cfg, std::vector<std::unique_ptr<asio::io_context>>& conte
       return std::optional<std::string>(serve_file(root, req));
     };
   }
-  if (cfg.deflate) enable_example_deflate(so, "uid_push_server");
+  if (cfg.deflate) enable_example_deflate(so);
   auto options = std::make_shared<const herald::session_options>(so);
 
   asio::ip::tcp::acceptor acceptor(io);
