@@ -3,7 +3,7 @@
 // when it finds it; without it the option says so and the server does not start (like
 // --tls-cert without OpenSSL).
 #pragma once
-#include <herald/options.hpp>
+#include <herald.hpp>
 
 #include <cstdio>
 #include <cstdlib>
