@@ -7,7 +7,7 @@
 //               --server-pid PID [--messages M] [--size BYTES] [--window W]
 //               [--duration S] [--cycles C]
 //               [--timeout S] [--stall-timeout S] [--handshakes H] [--source-ips K]
-//               [--syscalls off|perf|strace|auto]
+//               [--syscalls off|perf|strace|auto] [--deflate] [--payload x|json]
 //
 // Every scenario first connects N sessions (at most H handshakes in flight), each logging
 // in as "u<i>" and waiting for "login successful, your uid is u<i>".
@@ -35,6 +35,13 @@
 //              server has routed every ghost. Reports cycles/s, server CPU per cycle, and
 //              the server's RSS at the start and the end of the phase.
 //
+// --deflate: every client session offers permessage-deflate (RFC 7692) and the run fails unless
+// the server accepts it (uid_push_server --deflate); the client then inflates what it gets.
+// (Needs a build with zlib.) --payload json: broadcast payloads are JSON documents of exactly
+// BYTES bytes ({"seq":S,"t":NS,"items":[...]} with varied fields, compressible like real ones,
+// not like a run of 'x'); every session checks each one byte for byte. The broadcast also
+// reports the WebSocket bytes on the wire per delivery (frames as received, headers included).
+//
 // --syscalls counts the server's syscalls during the measured phase of broadcast, unicast and
 // churn (perf stat on the syscalls:sys_enter_* tracepoints; strace -c where perf is missing)
 // and reports them per delivery, message or cycle (see syscall_counter).
@@ -50,6 +57,9 @@
 // messages flow, by --stall-timeout (no delivery for that long). Any failure prints FAIL
 // with the details and exits 1. The last line is `RESULT key=value ...`.
 #include <herald.hpp>
+#if HERALD_BENCH_DEFLATE
+#include <herald/deflate.hpp>
+#endif
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -110,6 +120,8 @@ struct config {
   int duration_s = 10;          // churn: how long new cycles start
   std::size_t cycles = 1000000; // churn: at most this many cycles
   std::string syscalls = "off";  // count the server's syscalls: off, perf, strace, auto
+  bool deflate = false;          // offer permessage-deflate; fail unless it is agreed
+  std::string payload = "x";     // broadcast payloads: x (padded with 'x') or json
 };
 
 // "<seq> <ns> " needs at most 10 + 1 + 20 + 1 bytes.
@@ -126,7 +138,8 @@ constexpr std::size_t min_payload_addressed = 56;
                "                   [--cycles C (churn: 1000000)] [--timeout SECONDS (120)]\n"
                "                   [--stall-timeout SECONDS (20)] [--handshakes H (500)]\n"
                "                   [--source-ips K (16 for a loopback server, 1..254)]\n"
-               "                   [--syscalls off|perf|strace|auto (off)]\n",
+               "                   [--syscalls off|perf|strace|auto (off)] [--deflate]\n"
+               "                   [--payload x|json (x; broadcast)]\n",
                why, min_payload, min_payload_addressed);
   std::exit(2);
 }
@@ -161,6 +174,8 @@ config parse_args(int argc, char** argv) {
     else if (a == "--duration") c.duration_s = static_cast<int>(to_size(value()));
     else if (a == "--cycles") c.cycles = to_size(value());
     else if (a == "--syscalls") c.syscalls = value();
+    else if (a == "--deflate") c.deflate = true;
+    else if (a == "--payload") c.payload = value();
     else if (a == "--help" || a == "-h") usage("help");
     else usage("unknown option");
   }
@@ -180,6 +195,11 @@ config parse_args(int argc, char** argv) {
   if (c.timeout_s <= 0 || c.stall_timeout_s <= 0) usage("timeouts must be positive");
   if (c.syscalls != "off" && c.syscalls != "perf" && c.syscalls != "strace" && c.syscalls != "auto")
     usage("--syscalls takes off, perf, strace or auto");
+  if (c.payload != "x" && c.payload != "json") usage("--payload takes x or json");
+  if (c.payload == "json" && (c.scenario != "broadcast" || c.size < 128)) usage("--payload json is for broadcast, --size >= 128");
+#if !HERALD_BENCH_DEFLATE
+  if (c.deflate) usage("built without zlib: --deflate is not available (apt-get install zlib1g-dev, then rebuild)");
+#endif
   return c;
 }
 
@@ -617,6 +637,41 @@ std::string ms(double ns) {
   return buf;
 }
 
+// ---------------------------------------------------------------- JSON payloads
+
+// A JSON document of exactly `size` bytes (>= 128) for broadcast `seq` sent at `ns`: items with
+// ids, names, prices and tags drawn from a generator seeded by seq, then a pad to the size.
+std::string json_payload(std::size_t seq, long long ns, std::size_t size) {
+  static constexpr const char* sides[] = {"buy", "sell"};
+  static constexpr const char* tags[] = {"eu", "us", "asia", "hot", "new", "sale", "vip", "beta"};
+  std::uint64_t x = 0x9E3779B97F4A7C15ull * (seq + 1);
+  auto rnd = [&x](std::uint64_t n) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x % n;
+  };
+  char buf[256];
+  int n = std::snprintf(buf, sizeof buf, "{\"seq\":%zu,\"t\":%lld,\"items\":[", seq, ns);
+  std::string doc(buf, static_cast<std::size_t>(n));
+  const std::size_t tail = std::strlen("],\"pad\":\"\"}");
+  for (bool first = true;; first = false) {
+    n = std::snprintf(buf, sizeof buf,
+                      "%s{\"id\":%llu,\"user\":\"user%llu\",\"price\":%llu.%02llu,\"qty\":%llu,\"side\":\"%s\","
+                      "\"tags\":[\"%s\",\"%s\"]}",
+                      first ? "" : ",", static_cast<unsigned long long>(rnd(10000000)),
+                      static_cast<unsigned long long>(rnd(100000)), static_cast<unsigned long long>(rnd(5000)),
+                      static_cast<unsigned long long>(rnd(100)), static_cast<unsigned long long>(1 + rnd(500)),
+                      sides[rnd(2)], tags[rnd(8)], tags[rnd(8)]);
+    if (doc.size() + static_cast<std::size_t>(n) + tail > size) break;
+    doc.append(buf, static_cast<std::size_t>(n));
+  }
+  doc += "],\"pad\":\"";
+  doc.append(size - doc.size() - 2, ' ');
+  doc += "\"}";
+  return doc;
+}
+
 // ---------------------------------------------------------------- the run
 
 enum class phase { start, login, hold, broadcast, unicast, churn, done };
@@ -675,6 +730,7 @@ struct bench {
   sample login_latency{1u << 20};
 
   // broadcast
+  std::vector<std::string> sent_json;    // --payload json: what was sent as each sequence number
   std::vector<std::uint32_t> seq_count;  // sessions that have each sequence number
   std::size_t completed = 0;             // sequence numbers every session has
   std::uint64_t deliveries = 0;
@@ -742,6 +798,7 @@ struct bench {
             std::string(m.substr(0, 80)) + "'");
       return;
     }
+    if (cfg.payload == "json") return on_json_broadcast(i, m, t);
     peer& p = peers[i];
     if (m.size() != cfg.size) {
       error(uid_of(i) + ": message of " + std::to_string(m.size()) + " bytes, expected " + std::to_string(cfg.size) +
@@ -783,6 +840,39 @@ struct bench {
       error(uid_of(i) + ": seq " + std::to_string(seq) + " arrived, expected " + std::to_string(p.expected) +
             " (missing " + std::to_string(seq - p.expected) + ")");
     }
+    delivered(i, seq, sent, t);
+  }
+
+  // --payload json: {"seq":S,"t":NS,... exactly as sent.
+  void on_json_broadcast(std::size_t i, std::string_view m, std::int64_t t) {
+    peer& p = peers[i];
+    constexpr std::string_view head = "{\"seq\":";
+    std::uint32_t seq = 0;
+    std::int64_t sent = 0;
+    const char* e = m.data() + m.size();
+    auto r1 = std::from_chars(m.data() + std::min(head.size(), m.size()), e, seq);
+    bool ok = m.substr(0, head.size()) == head && r1.ec == std::errc{} && seq < sent_json.size() && e - r1.ptr > 5 &&
+              std::string_view(r1.ptr, 5) == ",\"t\":";
+    auto r2 = std::from_chars(ok ? r1.ptr + 5 : e, e, sent);
+    ok = ok && r2.ec == std::errc{} && m == sent_json[seq];
+    if (!ok) {
+      error(uid_of(i) + ": a JSON broadcast of " + std::to_string(m.size()) + " bytes is not what was sent (after seq " +
+            std::to_string(p.expected) + "): '" + std::string(m.substr(0, 60)) + "...'");
+      return;
+    }
+    if (seq != p.expected) {
+      if (seq < p.expected) {
+        error(uid_of(i) + ": seq " + std::to_string(seq) + " again or out of order (expected " + std::to_string(p.expected) + ")");
+        return;
+      }
+      error(uid_of(i) + ": seq " + std::to_string(seq) + " arrived, expected " + std::to_string(p.expected));
+    }
+    delivered(i, seq, sent, t);
+  }
+
+  // A verified broadcast delivery of `seq` to session i.
+  void delivered(std::size_t i, std::uint32_t seq, std::int64_t sent, std::int64_t t) {
+    peer& p = peers[i];
     p.expected = seq + 1;
     ++p.received;
     ++deliveries;
@@ -1016,6 +1106,10 @@ asio::awaitable<void> login_one(bench& b, std::size_t i) {
   auto ws = co_await session::connect(std::move(socket), b.cfg.host, "/", b.options, &why);
   if (!ws) {
     b.on_login_failure(i, "websocket handshake: " + std::to_string(why.code) + " " + why.reason);
+    co_return;
+  }
+  if (b.cfg.deflate && !ws->deflate_negotiated()) {
+    b.on_login_failure(i, "the server declined permessage-deflate (--deflate)");
     co_return;
   }
   const std::string uid = b.uid_of(i);
@@ -1274,10 +1368,11 @@ asio::awaitable<void> run(bench& b) {
     }
     std::printf("RESULT scenario=hold status=PASS sessions=%zu login_s=%.3f logins_per_s=%.0f login_p50_ms=%.3f "
                 "login_p99_ms=%.3f login_server_cpu_us_per_login=%.1f server_rss_before=%lld server_rss_after=%lld "
-                "server_bytes_per_session=%.0f login_other_cpu_s=%.2f login_client_cpu_s=%.3f login_machine_s=%.2f\n",
+                "server_bytes_per_session=%.0f login_other_cpu_s=%.2f login_client_cpu_s=%.3f login_machine_s=%.2f "
+                "deflate=%d\n",
                 c.sessions, login_s, login_rate, login_p50 / 1e6, login_p99 / 1e6,
                 login_cpu.server() * 1e6 / static_cast<double>(b.total), rss_before, rss_after, per_session,
-                login_cpu.others(), login_cpu.client(), login_cpu.machine_total);
+                login_cpu.others(), login_cpu.client(), login_cpu.machine_total, c.deflate ? 1 : 0);
     finish(0);
   }
 
@@ -1425,6 +1520,14 @@ asio::awaitable<void> run(bench& b) {
   b.latency.reserve(c.messages * b.total);
   std::string frame;
   frame.reserve(4 + c.size);
+  if (c.payload == "json") b.sent_json.resize(c.messages);
+  // WebSocket bytes received by all the sessions (frames with their headers) before the phase.
+  auto wire_bytes = [&b] {
+    std::uint64_t n = 0;
+    for (const auto& s : b.sessions) n += s->stats().bytes_in;
+    return n;
+  };
+  const std::uint64_t wire_start = wire_bytes();
 
   b.sys->begin();
   const auto phase_cpu_start = cpu_snapshot::take(c.server_pid);
@@ -1434,11 +1537,16 @@ asio::awaitable<void> run(bench& b) {
   for (std::size_t seq = 0; seq < c.messages && !b.failing; ++seq) {
     while (seq - b.completed >= c.window && !b.failing) co_await wait_for_change(b);
     if (b.failing) break;
-    char head[min_payload + 1];
-    const int n = std::snprintf(head, sizeof head, "%zu %lld ", seq, static_cast<long long>(now_ns()));
     frame.assign("all:");
-    frame.append(head, static_cast<std::size_t>(n));
-    frame.append(c.size - static_cast<std::size_t>(n), 'x');
+    if (c.payload == "json") {
+      b.sent_json[seq] = json_payload(seq, static_cast<long long>(now_ns()), c.size);
+      frame += b.sent_json[seq];
+    } else {
+      char head[min_payload + 1];
+      const int n = std::snprintf(head, sizeof head, "%zu %lld ", seq, static_cast<long long>(now_ns()));
+      frame.append(head, static_cast<std::size_t>(n));
+      frame.append(c.size - static_cast<std::size_t>(n), 'x');
+    }
     const auto r = sender->send(std::string_view(frame));
     if (r != herald::send_result::queued) {
       b.fail("the sender's send() of seq " + std::to_string(seq) + " returned " + std::to_string(static_cast<int>(r)));
@@ -1452,6 +1560,7 @@ asio::awaitable<void> run(bench& b) {
   const syscall_counts calls = b.sys->end();
   b.sys.reset();
 
+  const std::uint64_t wire_end = wire_bytes();
   // Everything arrived; wait briefly for anything extra (duplicates) before judging.
   co_await sleep_for(200ms);
   b.ph = phase::done;
@@ -1480,6 +1589,10 @@ asio::awaitable<void> run(bench& b) {
   const double p99 = static_cast<double>(b.latency.quantile(0.99));
   const double pmax = static_cast<double>(b.latency.max());
   const double mb_per_s = total_deliveries * static_cast<double>(c.size) / secs / 1e6;
+  const double wire_per_delivery = static_cast<double>(wire_end - wire_start) / total_deliveries;
+  std::printf("on the wire: %.1f bytes per delivery (WebSocket frames as received, headers included; payload %zu, %s%s)\n",
+              wire_per_delivery, c.size, c.payload == "json" ? "JSON" : "'x' padding",
+              c.deflate ? ", permessage-deflate" : ", no compression");
   std::printf("broadcast: %zu messages of %zu bytes x %zu sessions = %llu deliveries in %.3f s = %.0f deliveries/s "
               "(%.1f MB/s of payload; window %zu)\n",
               c.messages, c.size, b.total, static_cast<unsigned long long>(b.deliveries), secs, rate, mb_per_s,
@@ -1502,13 +1615,13 @@ asio::awaitable<void> run(bench& b) {
               "login_s=%.3f logins_per_s=%.0f phase_s=%.3f deliveries=%llu deliveries_per_s=%.0f lat_p50_ms=%.3f "
               "lat_p99_ms=%.3f lat_max_ms=%.3f server_cpu_s=%.3f server_user_s=%.3f server_sys_s=%.3f "
               "server_cpu_us_per_delivery=%.3f server_cpu_pct=%.0f client_cpu_s=%.3f client_cpu_pct=%.0f "
-              "login_other_cpu_s=%.2f other_cpu_s=%.2f machine_s=%.2f%s\n",
+              "login_other_cpu_s=%.2f other_cpu_s=%.2f machine_s=%.2f deflate=%d payload=%s wire_bytes_per_delivery=%.1f%s\n",
               c.sessions, b.total, c.messages, c.size, c.window, login_s, login_rate, secs,
               static_cast<unsigned long long>(b.deliveries), rate, p50 / 1e6, p99 / 1e6, pmax / 1e6, server_cpu,
               cpu.server_user, cpu.server_sys,
               server_cpu * 1e6 / total_deliveries, 100.0 * server_cpu / secs, client_user + client_sys,
               100.0 * (client_user + client_sys) / secs, login_cpu.others(), cpu.others(), cpu.machine_total,
-              sys_fields.c_str());
+              c.deflate ? 1 : 0, c.payload.c_str(), wire_per_delivery, sys_fields.c_str());
   finish(0);
 }
 
@@ -1528,6 +1641,9 @@ int main(int argc, char** argv) {
   so.handshake_timeout = 30s;
   so.close_timeout = 10s;  // churn fails a clean close that takes longer than 9 s
   so.send_queue_limit = 64 * 1024 * 1024;
+#if HERALD_BENCH_DEFLATE
+  if (c.deflate) herald::enable_deflate(so);
+#endif
   b.options = std::make_shared<const herald::session_options>(so);
 
   herald::error_code ec;

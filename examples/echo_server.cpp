@@ -1,8 +1,11 @@
 // echo_server: sends every message back as it came (text or binary). For conformance runs
 // (Autobahn|Testsuite's fuzzingclient) and as the smallest herald server.
 //
-// Usage: echo_server [--port P] [--address A] [--max-message BYTES]
+// Usage: echo_server [--port P] [--address A] [--max-message BYTES] [--deflate]
+// --deflate: accept permessage-deflate (RFC 7692; needs a build with zlib). Off by default.
 #include <herald.hpp>
+
+#include "deflate_option.hpp"
 
 #include <cstdio>
 #include <iostream>
@@ -24,22 +27,27 @@ int main(int argc, char** argv) {
   unsigned short port = 9001;
   herald::session_options so;
   so.max_message_size = 16 * 1024 * 1024;  // Autobahn sends messages of up to 16 MiB
-  for (int i = 1; i + 1 < argc; i += 2) {
+  bool deflate = false;
+  for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
-    if (a == "--port") port = static_cast<unsigned short>(std::stoi(argv[i + 1]));
-    else if (a == "--address") address = argv[i + 1];
-    else if (a == "--max-message") so.max_message_size = std::stoul(argv[i + 1]);
+    const bool has_value = i + 1 < argc;
+    if (a == "--deflate") deflate = deflate_option("echo_server");
+    else if (a == "--port" && has_value) port = static_cast<unsigned short>(std::stoi(argv[++i]));
+    else if (a == "--address" && has_value) address = argv[++i];
+    else if (a == "--max-message" && has_value) so.max_message_size = std::stoul(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: echo_server [--port P] [--address A] [--max-message BYTES]\n");
+      std::fprintf(stderr, "usage: echo_server [--port P] [--address A] [--max-message BYTES] [--deflate]\n");
       return 2;
     }
   }
+  if (deflate) enable_example_deflate(so);
   so.send_queue_limit = 2 * so.max_message_size + 1024;
   auto options = std::make_shared<const herald::session_options>(so);
 
   asio::io_context io(1);
   asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address(address), port});
-  std::cout << "echo_server listening on " << acceptor.local_endpoint() << std::endl;
+  std::cout << "echo_server listening on " << acceptor.local_endpoint() << (deflate ? " (permessage-deflate)" : "")
+            << std::endl;
   asio::co_spawn(io, herald::accept_loop(acceptor, [&](asio::ip::tcp::socket s) {
                    asio::co_spawn(io, echo(std::move(s), options), asio::detached);
                  }), asio::detached);

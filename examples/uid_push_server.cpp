@@ -18,7 +18,7 @@
 //        uid_push_server [--address A] [--port P] [--duplicates multi|replace|reject]
 //                        [--max-message BYTES] [--idle-timeout SECONDS] [--threads N]
 //                        [--handshake-timeout SECONDS] [--tls-cert FILE --tls-key FILE] [--web DIR]
-//                        [--metrics-port P] [--http-port P [--http-address A] --api-key K]
+//                        [--metrics-port P] [--http-port P [--http-address A] --api-key K] [--deflate]
 // --threads N (default 1): N > 1 uses the multi_thread registry, one io_context per thread.
 // --handshake-timeout S (default 10, fractions allowed): from accept to the end of the
 //   opening handshake (the TLS handshake included); then the connection is dropped.
@@ -34,6 +34,8 @@
 //   without it any origin is accepted.
 // --rate-limit N: at most N messages per second per session (a burst of N); a session that
 //   sends faster is closed with 1008 "rate limit exceeded". Default: off.
+// --deflate: accept permessage-deflate (RFC 7692; needs a build with zlib). Off by default:
+//   see README.md "permessage-deflate" for why and what it costs.
 // --http-port P --api-key K: the HTTP push API of herald/http_api.hpp on 127.0.0.1:P (or
 //   --http-address), for other programs (PHP, cron jobs, curl) to push without WebSocket;
 //   every request needs "Authorization: Bearer K" (the key may come from HERALD_API_KEY
@@ -66,6 +68,7 @@
 #include <iostream>
 #include <string>
 
+#include "deflate_option.hpp"
 #include "uid_protocol.hpp"
 
 using namespace std::chrono_literals;
@@ -208,6 +211,7 @@ struct config {
   int http_port = -1;  // -1: no HTTP push API
   std::string http_address = "127.0.0.1";
   std::string api_key;
+  bool deflate = false;  // --deflate: permessage-deflate (needs zlib)
 };
 
 constexpr const char* usage_text =
@@ -236,6 +240,8 @@ constexpr const char* usage_text =
     "  --origin ORIGIN          only pages from this origin may connect (repeatable; others: HTTP 403;\n"
     "                           default: any origin)\n"
     "  --rate-limit N           at most N messages per second per session, else close 1008 (default: off)\n"
+    "  --deflate                accept permessage-deflate: messages of 256 bytes and more are compressed\n"
+    "                           once for all deflate clients (default: off); needs a build with zlib\n"
     "  -h, --help               print this and exit\n"
     "\n"
     "SIGINT/SIGTERM close every session with 1001 and exit 0.\n"
@@ -282,6 +288,7 @@ config parse_args(int argc, char** argv) {
     else if (a == "--api-key") c.api_key = value();
     else if (a == "--send-queue-limit") c.send_queue_limit = std::stoul(value());
     else if (a == "--origin") c.origins.push_back(value());
+    else if (a == "--deflate") c.deflate = deflate_option("uid_push_server");
     else if (a == "--rate-limit") {
       c.rate_limit = std::stod(value());
       if (!(c.rate_limit > 0)) usage("--rate-limit takes a number of messages per second above 0");
@@ -329,6 +336,7 @@ int run(const config& cfg, std::vector<std::unique_ptr<asio::io_context>>& conte
       return std::optional<std::string>(serve_file(root, req));
     };
   }
+  if (cfg.deflate) enable_example_deflate(so);
   auto options = std::make_shared<const herald::session_options>(so);
 
   asio::ip::tcp::acceptor acceptor(io);
@@ -339,7 +347,8 @@ int run(const config& cfg, std::vector<std::unique_ptr<asio::io_context>>& conte
   acceptor.listen(asio::socket_base::max_listen_connections);
   std::cout << "uid_push_server listening on " << acceptor.local_endpoint() << " (" << contexts.size()
             << (contexts.size() == 1 ? " thread" : " threads") << (std::string_view(scheme) == "wss" ? ", wss" : "")
-            << (cfg.web_dir.empty() ? "" : ", web page from " + cfg.web_dir) << ")" << std::endl;
+            << (cfg.web_dir.empty() ? "" : ", web page from " + cfg.web_dir) << (cfg.deflate ? ", permessage-deflate" : "")
+            << ")" << std::endl;
 
   connections<Session> conns;
   conns.open_executor_hint = io.get_executor();

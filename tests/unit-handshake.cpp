@@ -371,6 +371,12 @@ TEST_CASE("handshake: client_request and parse_server_response round trip") {
     CHECK(herald::ws::parse_server_response(std::string_view(v.response).substr(0, n), key, 4096, why) == 0);
   }
 
+  // An offer of extensions goes in its own header line, before the blank line.
+  std::string key3;
+  const std::string offered = herald::ws::client_request("h", "/", nonce, key3, "permessage-deflate; client_max_window_bits");
+  CHECK(offered.substr(offered.find("Sec-WebSocket-Version: 13\r\n") + 27) == "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n");
+  CHECK(verdict_for(offered).accepted);
+
   // Another nonce, another key.
   std::uint8_t other[16];
   for (int i = 0; i < 16; ++i) other[i] = static_cast<std::uint8_t>(i * 17 + 250);
@@ -441,6 +447,20 @@ TEST_CASE("handshake: parse_server_response refuses wrong answers") {
       CHECK(herald::ws::parse_server_response(r, key, 4096, why) == -1);
       CHECK(contains(why, "not requested"));
     }
+  }
+  SUBCASE("with somewhere to put it, the extensions answer is handed back (lines joined), not refused") {
+    std::string r = rfc_response;
+    r.insert(r.find("\r\n") + 2, "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n"
+                                  "sec-websocket-extensions: x-other\r\n");
+    std::string extensions = "stale";
+    CHECK(herald::ws::parse_server_response(r, key, 4096, why, &extensions) == static_cast<long>(r.size()));
+    CHECK(extensions == "permessage-deflate; server_no_context_takeover, x-other");
+    CHECK(herald::ws::parse_server_response(rfc_response, key, 4096, why, &extensions) == static_cast<long>(rfc_response.size()));
+    CHECK(extensions.empty());
+    // A subprotocol is still refused.
+    r = rfc_response;
+    r.insert(r.find("\r\n") + 2, "Sec-WebSocket-Protocol: chat\r\n");
+    CHECK(herald::ws::parse_server_response(r, key, 4096, why, &extensions) == -1);
   }
   SUBCASE("a head too large") {
     const std::string partial = "HTTP/1.1 101 Switching Protocols\r\nX-Pad: " + std::string(200, 'x');

@@ -27,6 +27,7 @@
 #include "detail/asio.hpp"
 #include "detail/deadline_wheel.hpp"
 #include "detail/read_buffer.hpp"
+#include "detail/session_deflate.hpp"
 #include "detail/session_hub.hpp"
 #include "message.hpp"
 #include "options.hpp"
@@ -237,6 +238,8 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
   const session_stats& stats() const noexcept { return stats_; }
   std::size_t queued_bytes() const noexcept { return queued_bytes_; }
   const std::string& target() const noexcept { return target_; }
+  // Was permessage-deflate negotiated at the opening handshake? [deflate hook 5]
+  bool deflate_negotiated() const noexcept { return deflate_.negotiated(); }
   const session_options& options() const noexcept { return *options_; }
   executor_type get_executor() noexcept { return stream_.get_executor(); }
   // The peer's address (unspecified once the connection is closed).
@@ -262,6 +265,8 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
       count(metrics::dropped);
       return send_result::closed;
     }
+    // [deflate hook 4] a permessage-deflate peer gets the message's shared compressed frame.
+    m = deflate_.outgoing(std::move(m), *options_);
     if (queue_head_ != queue_.size() &&
         queued_bytes_ - queue_[queue_head_].frame_size() + m.frame_size() > options_->send_queue_limit) {
       ++stats_.dropped;
@@ -436,6 +441,8 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
       }
       holds_limit_slot_ = true;
     }
+    // [deflate hook 1] answer a permessage-deflate offer: a header in the 101, RSV1 in the parser.
+    deflate_.accept_offer(*options_, req, verdict.response, parser_);
     error_code ec;
     co_await asio::async_write(stream_, asio::buffer(verdict.response), asio::redirect_error(asio::use_awaitable, ec));
     if (ec || state_ == state::closed) {
@@ -483,10 +490,12 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
     std::uint8_t nonce[16];
     for (auto& b : nonce) b = static_cast<std::uint8_t>(random32());
     std::string key;
-    const std::string request = ws::client_request(host, target, nonce, key);
+    // [deflate hook 2a] offer permessage-deflate when the options have it.
+    const std::string request = ws::client_request(host, target, nonce, key, detail::session_deflate::offer(*options_));
     error_code ec;
     co_await asio::async_write(stream_, asio::buffer(request), asio::redirect_error(asio::use_awaitable, ec));
     std::string head;
+    std::string extensions;  // [deflate hook 2b] the server's Sec-WebSocket-Extensions answer
     long head_size = 0;
     while (!ec && head_size == 0) {
       const std::size_t old = head.size();
@@ -495,7 +504,9 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
                                                              asio::redirect_error(asio::use_awaitable, ec));
       head.resize(old + n);
       std::string why;
-      head_size = ws::parse_server_response(head, key, options_->max_handshake_size, why);
+      head_size = ws::parse_server_response(head, key, options_->max_handshake_size, why, &extensions);
+      // [deflate hook 2c] the answer must fit what we offered (RFC 7692 section 7.1).
+      if (head_size > 0 && !deflate_.accept_answer(*options_, extensions, parser_, why)) head_size = -1;
       if (head_size < 0) {
         abort(ws::close_code::abnormal, why);
         co_return false;
@@ -538,6 +549,12 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
           ++stats_.messages_in;
           count(metrics::messages_in);
           out.emplace(incoming{std::string(ev.payload), ev.op == ws::opcode::binary});
+          // [deflate hook 3] inflate a compressed message; a bad one fails the session (1007, 1009).
+          if (auto bad = ev.compressed ? deflate_.inflate(ev, *options_, out->data) : detail::inflate_failure{}) {
+            out.reset();
+            fail(bad.code, bad.reason);
+            continue;
+          }
           settle_buffer();
           return true;
         case ws::event_kind::ping:
@@ -915,6 +932,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
   detail::session_hub<ws_session>* hub_ = nullptr;       // this context's; none on a strand
   detail::read_buffer rbuf_;
   std::uint32_t rpos_ = 0, rend_ = 0;
+  detail::session_deflate deflate_;  // [deflate hook 0] permessage-deflate state (16 bytes)
   std::vector<message> queue_;
   std::size_t queue_head_ = 0;
   std::size_t write_offset_ = 0;  // bytes of queue_[queue_head_] already written

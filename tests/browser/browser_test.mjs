@@ -4,7 +4,8 @@
 // Usage: node browser_test.mjs PATH/TO/uid_push_server [SCREENSHOT.png]
 //   (the screenshot path may also come from HERALD_BROWSER_SCREENSHOT; default
 //    ./browser-screenshot.png; HERALD_CHROMIUM overrides /usr/bin/chromium;
-//    HERALD_SERVER_ARGS adds arguments to the server, e.g. "--threads 2")
+//    HERALD_SERVER_ARGS adds arguments to the server, e.g. "--threads 2"; with --deflate
+//    the pages must have negotiated permessage-deflate, and a 4 KiB JSON broadcast is checked)
 //
 // Starts uid_push_server --web examples/web on a free 127.0.0.1 port, checks the static file
 // answers over plain HTTP (types, 404, 405, no path traversal), then opens two pages: alice
@@ -27,6 +28,7 @@ const serverBinary = process.argv[2];
 const screenshotPath = path.resolve(process.argv[3] || process.env.HERALD_BROWSER_SCREENSHOT || 'browser-screenshot.png');
 const chromiumPath = process.env.HERALD_CHROMIUM || '/usr/bin/chromium';
 const extraServerArgs = (process.env.HERALD_SERVER_ARGS || '').split(/\s+/).filter(Boolean);
+const deflate = extraServerArgs.includes('--deflate');
 const STEP_MS = 10000;    // any single wait in the page
 const OVERALL_MS = 150000;
 
@@ -262,6 +264,18 @@ async function main() {
     await expectReceived(bob, 'bob', []);
   });
 
+  await step(deflate ? 'chromium negotiated permessage-deflate' : 'no extension without --deflate', async () => {
+    for (const [who, page] of [['alice', alice], ['bob', bob]]) {
+      // app.js keeps its WebSocket in `socket`; Chromium offers permessage-deflate by itself.
+      const extensions = await page.evaluate(() => socket.extensions);
+      if (deflate) {
+        check(extensions.startsWith('permessage-deflate'), `${who}: extensions ${JSON.stringify(extensions)}`);
+        console.log(`  ${who}'s page: Sec-WebSocket-Extensions: ${extensions}`);
+      }
+      else check(extensions === '', `${who}: extensions ${JSON.stringify(extensions)} without --deflate`);
+    }
+  });
+
   const nonce = Math.random().toString(36).slice(2, 8);
   const unicast = `hello bob: from alice (${nonce})`;
   const broadcast = `broadcast from bob to everyone (${nonce})`;
@@ -282,6 +296,21 @@ async function main() {
     await expectReceived(bob, 'bob', [unicast, broadcast]);
   });
 
+  let bigDoc = null;
+  if (deflate) {
+    await step('a 4 KiB JSON broadcast (compressed both ways) arrives intact', async () => {
+      const items = [];
+      for (let i = 0; JSON.stringify(items).length < 4000; ++i) items.push({ id: i * 7919 % 10007, user: `u${i % 97}`, price: (i * 37) % 1000 / 4 });
+      bigDoc = JSON.stringify({ nonce, items });
+      await sendFrom(bob, 'all', bigDoc);  // Chromium compresses it; the server inflates it, compresses once for both
+      await waitForMessage(alice, 'alice', bigDoc);
+      await waitForMessage(bob, 'bob', bigDoc);
+      await alice.waitForTimeout(300);  // and no late duplicates
+      await expectReceived(alice, 'alice', [broadcast, bigDoc]);
+      await expectReceived(bob, 'bob', [unicast, broadcast, bigDoc]);
+    });
+  }
+
   await step('a refused login shows the close code', async () => {
     const third = await context.newPage();
     third.on('pageerror', (e) => pageErrors.push(`third: ${e.message}`));
@@ -291,7 +320,7 @@ async function main() {
     await third.click('#login');
     await waitForStatus(third, 'closed', "1008 uid 'all' is reserved");
     await third.close();
-    await expectReceived(alice, 'alice', [broadcast]);  // nobody else was disturbed
+    await expectReceived(alice, 'alice', bigDoc ? [broadcast, bigDoc] : [broadcast]);  // nobody else was disturbed
   });
 
   await step('screenshot saved', async () => {

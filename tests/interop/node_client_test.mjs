@@ -9,7 +9,7 @@
 // is checked against what that client was expected to get: exactly once, intact. "Nothing
 // else arrived" is proven with a sentinel broadcast that must be the very next message.
 // Prints "N passed, M failed" and exits non-zero on any failure.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { importOrSkip } from '../import_or_skip.mjs';
@@ -160,8 +160,9 @@ class Client {
     });
   }
 
-  static async connect(server, name) {
-    const ws = new WebSocket(server.uri, { perMessageDeflate: false, maxPayload: 4 * 1024 * 1024 });
+  // `perMessageDeflate`: offer permessage-deflate (ws's own option; off unless asked for).
+  static async connect(server, name, perMessageDeflate = false) {
+    const ws = new WebSocket(server.uri, { perMessageDeflate, maxPayload: 4 * 1024 * 1024 });
     const client = new Client(name, ws);
     await withTimeout(new Promise((resolve, reject) => {
       ws.once('open', resolve);
@@ -236,8 +237,8 @@ class Client {
   }
 }
 
-async function login(server, uid, name = uid) {
-  const c = await Client.connect(server, name);
+async function login(server, uid, name = uid, perMessageDeflate = false) {
+  const c = await Client.connect(server, name, perMessageDeflate);
   await c.send(uid);
   await c.expect(`login successful, your uid is ${uid}`);
   return c;
@@ -381,6 +382,65 @@ scenario('sigterm_1001_and_exit_0', [], async (srv, clients) => {
   check(srv.proc.exitCode === 0, `server exit code after SIGTERM: ${srv.proc.exitCode} (expected 0)`);
 });
 
+// ------------------------------------------------------------------ permessage-deflate (RFC 7692)
+
+// A JSON document of exactly `size` bytes that compresses like real ones; `seed` makes it.
+function jsonDoc(seq, seed, size = 4096) {
+  let x = seed >>> 0;
+  const rnd = (n) => { x = (Math.imul(x, 1103515245) + 12345) >>> 0; return (x >>> 8) % n; };
+  const items = [];
+  const headOf = () => `{"seq":${seq},"items":[${items.join(',')}]`;
+  for (;;) {
+    items.push(JSON.stringify({ id: rnd(1e6), user: `u${rnd(1000)}`, price: rnd(100000) / 100, tags: [['new', 'sale', 'hot'][rnd(3)], 'a'] }));
+    if (headOf().length + 16 > size) break;
+  }
+  items.pop(); // the one that did not fit
+  const doc = `${headOf()},"pad":"`;
+  return `${doc}${'x'.repeat(size - doc.length - 2)}"}`;
+}
+
+scenario('deflate_broadcast_exactly_once', ['--deflate'], async (srv, clients) => {
+  const zipped = [];
+  for (let i = 0; i < 3; ++i) zipped.push(await login(srv, `z${i}`, `z${i}`, true));
+  const plain = [await login(srv, 'p0'), await login(srv, 'p1')];
+  for (const c of zipped) check(c.ws.extensions.startsWith('permessage-deflate'), `${c.name}: extensions ${JSON.stringify(c.ws.extensions)}`);
+  for (const c of plain) check(c.ws.extensions === '', `${c.name}: extensions ${JSON.stringify(c.ws.extensions)}`);
+  clients.push(...zipped, ...plain);
+  const docs = [];
+  for (let i = 0; i < 20; ++i) docs.push(jsonDoc(i, 1000 + i));
+  // Ten sent compressed by a deflate client, ten plain; one sender at a time keeps the order.
+  for (const [sender, batch] of [[zipped[0], docs.slice(0, 10)], [plain[0], docs.slice(10)]]) {
+    for (const d of batch) await sender.send(`all:${d}`);
+    for (const c of clients) await c.expect(...batch);
+  }
+  const big = jsonDoc(99, 7);
+  await plain[1].send(`z2:${big}`);
+  await zipped[2].expect(big);
+  await zipped[1].send(`p1:${big}`);
+  await plain[1].expect(big);
+  await zipped[1].send('z0:short, below the threshold');
+  await zipped[0].expect('short, below the threshold');
+  await expectQuiet(clients);
+});
+
+scenario('deflate_declined_without_the_option', [], async (srv, clients) => {
+  const c = await login(srv, 'alice', 'alice', true);
+  clients.push(c);
+  check(c.ws.extensions === '', `extensions agreed without --deflate: ${JSON.stringify(c.ws.extensions)}`);
+  const big = jsonDoc(1, 1);
+  await c.send(`alice:${big}`);
+  await c.expect(big);
+});
+
+scenario('deflate_zip_bomb_1009', ['--deflate', '--max-message', '65536'], async (srv, clients) => {
+  const bystander = await login(srv, 'bystander', 'bystander', true);
+  clients.push(bystander);
+  const bomb = await login(srv, 'bomb', 'bomb', true);
+  await bomb.send(`bomb:${'0'.repeat(4 << 20)}`); // a few KiB compressed, 64 times the limit inflated
+  await bomb.expectClose(1009);
+  await expectQuiet(clients);
+});
+
 // ------------------------------------------------------------------ runner
 
 async function runScenario({ name, serverArgs, fn }) {
@@ -399,12 +459,22 @@ async function runScenario({ name, serverArgs, fn }) {
   }
 }
 
+// A server built without zlib refuses --deflate (exit 2), even with --help.
+function serverHasDeflate() {
+  return spawnSync(SERVER_BINARY, ['--deflate', '--help'], { stdio: 'ignore' }).status === 0;
+}
+
 async function main() {
   let passed = 0;
   let failed = 0;
   const only = new Set(process.argv.slice(3));
+  const hasDeflate = serverHasDeflate();
   for (const s of SCENARIOS) {
     if (only.size && !only.has(s.name)) continue;
+    if (s.serverArgs.includes('--deflate') && !hasDeflate) {
+      console.log(`SKIP ${s.name.padEnd(45)} the server was built without zlib (no --deflate)`);
+      continue;
+    }
     const t0 = Date.now();
     try {
       await runScenario(s);

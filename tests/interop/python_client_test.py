@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 import traceback
+import zlib
 
 import websockets
 
@@ -145,11 +146,17 @@ class Client:
         self.received = []
 
     @classmethod
-    async def connect(cls, server, name):
+    async def connect(cls, server, name, compression="deflate"):
+        # compression="deflate" is websockets 10.x's default: it offers permessage-deflate.
         ws = await timed(websockets.connect(server.uri, open_timeout=STEP_TIMEOUT, close_timeout=2,
-                                            ping_interval=None, max_size=4 * 1024 * 1024),
+                                            ping_interval=None, max_size=4 * 1024 * 1024,
+                                            compression=compression),
                          "%s connecting" % name)
         return cls(name, ws)
+
+    def extensions(self):
+        """The names of the extensions agreed at the handshake."""
+        return [e.name for e in self.ws.extensions]
 
     async def send(self, m):
         await timed(self.ws.send(m), "%s sending %s" % (self.name, short(m)))
@@ -210,8 +217,8 @@ def describe_close(e):
     return "close %d %r" % (e.rcvd.code, e.rcvd.reason)
 
 
-async def login(server, uid, name=None):
-    c = await Client.connect(server, name or uid)
+async def login(server, uid, name=None, compression="deflate"):
+    c = await Client.connect(server, name or uid, compression)
     await c.send(uid)
     await c.expect("login successful, your uid is " + uid)
     return c
@@ -240,16 +247,20 @@ def random_printable(n, rng):
 class RawClient:
     """Writes WebSocket frames by hand, for what a well-behaved library will not send."""
 
-    def __init__(self, reader, writer):
+    def __init__(self, reader, writer, extensions=""):
         self.reader = reader
         self.writer = writer
+        self.extensions = extensions  # the server's Sec-WebSocket-Extensions answer
+        self.last_rsv1 = False        # RSV1 (compressed) on the last frame read
 
     @classmethod
-    async def connect(cls, server):
+    async def connect(cls, server, extensions=None):
+        """`extensions`: a Sec-WebSocket-Extensions offer to make."""
         reader, writer = await timed(asyncio.open_connection("127.0.0.1", server.port), "raw connect")
         key = base64.b64encode(os.urandom(16)).decode()
+        offer = "Sec-WebSocket-Extensions: %s\r\n" % extensions if extensions else ""
         writer.write(("GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                      "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (server.port, key)).encode())
+                      "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n" % (server.port, key, offer)).encode())
         await timed(writer.drain(), "raw handshake write")
         head = await timed(reader.readuntil(b"\r\n\r\n"), "raw handshake response")
         lines = head.decode("latin-1").split("\r\n")
@@ -262,10 +273,10 @@ class RawClient:
         accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
         check(headers.get("sec-websocket-accept") == accept,
               "raw handshake: bad Sec-WebSocket-Accept %r" % headers.get("sec-websocket-accept"))
-        return cls(reader, writer)
+        return cls(reader, writer, headers.get("sec-websocket-extensions", ""))
 
-    async def send_frame(self, opcode, payload, fin=True, masked=True):
-        header = bytes([(0x80 if fin else 0) | opcode])
+    async def send_frame(self, opcode, payload, fin=True, masked=True, rsv1=False):
+        header = bytes([(0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode])
         n = len(payload)
         mask_bit = 0x80 if masked else 0
         if n < 126:
@@ -285,6 +296,7 @@ class RawClient:
         """-> (fin, opcode, payload); a server frame must not be masked."""
         b0, b1 = await timed(self.reader.readexactly(2), "raw frame header")
         check(not (b1 & 0x80), "server sent a masked frame")
+        self.last_rsv1 = bool(b0 & 0x40)
         n = b1 & 0x7F
         if n == 126:
             n = struct.unpack("!H", await timed(self.reader.readexactly(2), "raw frame length"))[0]
@@ -344,8 +356,8 @@ def parse_close(payload):
     return struct.unpack("!H", payload[:2])[0], payload[2:].decode("utf-8", "replace")
 
 
-async def raw_login(server, uid):
-    r = await RawClient.connect(server)
+async def raw_login(server, uid, extensions=None):
+    r = await RawClient.connect(server, extensions)
     await r.send_frame(0x1, uid.encode())
     await r.expect_text("login successful, your uid is " + uid)
     return r
@@ -846,6 +858,132 @@ async def sigterm_1001_not_logged_in_session(srv, clients):
     await sigterm_common(srv, clients, with_lurker=True)
 
 
+# ---------------------------------------------------------------- permessage-deflate (RFC 7692)
+
+def json_doc(seq, rng, size=4096):
+    """A JSON document of exactly `size` bytes, compressible like real ones (not trivially)."""
+    items = []
+    while True:
+        item = '{"id":%d,"user":"u%d","price":%d.%02d,"tags":["%s","%s"]}' % (
+            rng.randrange(10 ** 6), rng.randrange(1000), rng.randrange(1000), rng.randrange(100),
+            rng.choice(["new", "sale", "hot", "eu", "us"]), rng.choice(["a", "b", "c"]))
+        if len('{"seq":%d,"items":[' % seq + ",".join(items + [item]) + "]") + 16 > size:
+            break
+        items.append(item)
+    doc = '{"seq":%d,"items":[' % seq + ",".join(items) + '],"pad":"'
+    doc += "x" * (size - len(doc) - 2) + '"}'
+    check(len(doc) == size, "json_doc: %d bytes" % len(doc))
+    return doc
+
+
+def inflate_body(body):
+    """A permessage-deflate message body inflated by zlib (RFC 7692 section 7.2.2)."""
+    d = zlib.decompressobj(-15)
+    return d.decompress(body + b"\x00\x00\xff\xff") + d.flush()
+
+
+OFFER = "permessage-deflate; client_max_window_bits"
+
+
+@scenario("--deflate")
+async def deflate_broadcast_exactly_once(srv, clients):
+    """websockets clients with and without the extension, and raw ones that look at the frames:
+    20 broadcasts of 4 KiB JSON, each received exactly once, in order, intact; on the wire
+    compressed (RSV1) for deflate receivers and plain for the others."""
+    zipped = [await login(srv, "z%d" % i) for i in range(4)]
+    plain = [await login(srv, "p%d" % i, compression=None) for i in range(2)]
+    for c in zipped:
+        check(c.extensions() == ["permessage-deflate"], "%s: extensions %r" % (c.name, c.extensions()))
+    for c in plain:
+        check(c.extensions() == [], "%s: extensions %r" % (c.name, c.extensions()))
+    raw_z = await raw_login(srv, "rawz", OFFER)
+    raw_p = await raw_login(srv, "rawp")
+    check(raw_z.extensions.startswith("permessage-deflate"), "raw deflate peer: answer %r" % raw_z.extensions)
+    check(raw_p.extensions == "", "raw plain peer: answer %r" % raw_p.extensions)
+    clients += zipped + plain
+    rng = random.Random(15)
+    docs = [json_doc(i, rng) for i in range(20)]
+    # Ten sent compressed by a deflate client, ten plain (one sender at a time keeps the order).
+    for sender, batch in ((zipped[0], docs[:10]), (plain[0], docs[10:])):
+        for d in batch:
+            await sender.send("all:" + d)
+        for c in clients:
+            await c.expect(*batch)
+    for d in docs:
+        op, body = await raw_z.read_message()
+        check(op == 0x1 and raw_z.last_rsv1, "raw deflate peer: a 4 KiB broadcast was not compressed")
+        check(len(body) < len(d) // 2, "raw deflate peer: compressed to %d of %d bytes" % (len(body), len(d)))
+        check(inflate_body(body).decode("utf-8") == d, "raw deflate peer: inflates to something else")
+        op, body = await raw_p.read_message()
+        check(op == 0x1 and not raw_p.last_rsv1 and body.decode("utf-8") == d, "raw plain peer: not the plain message")
+    # Below the threshold (256 bytes): plain on the wire even to a deflate peer.
+    await plain[1].send("rawz:short one")
+    op, body = await raw_z.read_message()
+    check(body == b"short one" and not raw_z.last_rsv1, "raw deflate peer: a short message was compressed")
+    # Unicasts both ways between deflate and plain clients.
+    big = json_doc(99, rng)
+    await plain[1].send("z2:" + big)
+    await zipped[2].expect(big)
+    await zipped[3].send("p0:" + big)
+    await plain[0].expect(big)
+    await expect_quiet(clients)
+
+
+@scenario()
+async def deflate_declined_without_the_option(srv, clients):
+    """Without --deflate every offer is declined, and RSV1 stays a protocol error."""
+    c = await login(srv, "alice")
+    clients.append(c)
+    check(c.extensions() == [], "extensions agreed without --deflate: %r" % c.extensions())
+    big = json_doc(1, random.Random(1))
+    await c.send("alice:" + big)
+    await c.expect(big)
+    raw = await raw_login(srv, "raw", OFFER)
+    check(raw.extensions == "", "raw: answer %r" % raw.extensions)
+    await raw.send_frame(0x1, zlib.compress(b"raw:x")[2:-4], rsv1=True)
+    await raw.expect_close(1002)
+
+
+@scenario("--deflate", "--max-message", "65536")
+async def deflate_bad_input_close_codes(srv, clients):
+    """A zip bomb (from websockets itself and by hand) is 1009, a corrupt stream 1007, text that
+    inflates to invalid UTF-8 1007, RSV1 on a continuation 1002; the others go on."""
+    bystander = await login(srv, "bystander")
+    clients.append(bystander)
+    # websockets compresses 4 MiB of zeros to a few KiB: small on the wire, 64 times the limit inflated.
+    bomb = await login(srv, "bomb")
+    await bomb.send("bomb:" + "0" * (4 << 20))
+    await bomb.expect_close(1009)
+
+    def deflated(data):
+        c = zlib.compressobj(9, zlib.DEFLATED, -15)
+        out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+        check(out.endswith(b"\x00\x00\xff\xff"), "zlib sync flush")
+        return out[:-4]
+
+    raw = await raw_login(srv, "raw1", OFFER)
+    body = deflated(b"\0" * (16 << 20))
+    check(len(body) < 65536, "the hand-made bomb is %d bytes" % len(body))
+    await raw.send_frame(0x2, body, rsv1=True)
+    await raw.expect_close(1009)
+    raw = await raw_login(srv, "raw2", OFFER)
+    await raw.send_frame(0x1, b"\xff\xff\xff\xff", rsv1=True)  # block type 3 does not exist
+    await raw.expect_close(1007)
+    raw = await raw_login(srv, "raw3", OFFER)
+    await raw.send_frame(0x1, deflated(b"raw3:\xc3\x28 is not UTF-8"), rsv1=True)
+    await raw.expect_close(1007)
+    raw = await raw_login(srv, "raw4", OFFER)
+    await raw.send_frame(0x1, b"raw4:", fin=False)
+    await raw.send_frame(0x0, deflated(b"x"), rsv1=True)
+    await raw.expect_close(1002)
+    # Exactly the limit still passes, compressed.
+    raw = await raw_login(srv, "raw5", OFFER)
+    msg = b"bystander:" + b"y" * (65536 - len(b"bystander:"))
+    await raw.send_frame(0x1, deflated(msg), rsv1=True)
+    await bystander.expect("y" * (65536 - len(b"bystander:")))
+    await expect_quiet(clients)
+
+
 # ---------------------------------------------------------------- runner
 
 async def run_scenario(fn, server_args):
@@ -866,11 +1004,21 @@ async def run_scenario(fn, server_args):
         srv.stop()
 
 
+def server_has_deflate():
+    """A server built without zlib refuses --deflate (exit 2), even with --help."""
+    return subprocess.run([SERVER_BINARY, "--deflate", "--help"], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+
+
 async def main():
     passed, failed = 0, 0
     only = set(sys.argv[2:])
+    has_deflate = server_has_deflate()
     for name, server_args, fn in SCENARIOS:
         if only and name not in only:
+            continue
+        if "--deflate" in server_args and not has_deflate:
+            print("SKIP %-45s the server was built without zlib (no --deflate)" % name, flush=True)
             continue
         t0 = time.monotonic()
         try:

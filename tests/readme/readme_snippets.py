@@ -4,7 +4,7 @@
   readme_snippets.py extract README.md OUTDIR
       At configure time (tests/readme/CMakeLists.txt): writes one OUTDIR/<name>.cpp per C++
       block and OUTDIR/snippets.cmake, which declares one target per block with
-      herald_readme_snippet(<name> <kind> <file> <README line> [tls] [redis]). Files are
+      herald_readme_snippet(<name> <kind> <file> <README line> [tls] [redis] [deflate]). Files are
       rewritten only when their text changes, so an unchanged snippet is not rebuilt.
 
   readme_snippets.py check [--cmake CMAKE] --build-dir DIR [--config=CFG] --server EXE
@@ -31,7 +31,8 @@ An HTML comment as the last non-blank line before the fence gives options:
 
 Every line is preceded by a #line directive, so compiler errors name README.md and its line.
 A block that includes <herald/tls.hpp> links OpenSSL; one that includes
-<herald/policy/redis_cluster.hpp> or <herald/redis/...> links hiredis. Flags are those of
+<herald/policy/redis_cluster.hpp> or <herald/redis/...> links hiredis; one that includes
+<herald/deflate.hpp> links zlib. Flags are those of
 herald's own targets (herald::herald, herald_dev_flags: -Wall -Wextra -Wpedantic -Werror).
 """
 import argparse
@@ -200,6 +201,8 @@ def extract(readme, outdir):
             needs.append("tls")
         if re.search(r"#\s*include\s*[<\"]herald/(policy/redis_cluster\.hpp|redis/)", source):
             needs.append("redis")
+        if re.search(r"#\s*include\s*[<\"]herald/deflate\.hpp", source):
+            needs.append("deflate")
         file = os.path.join(outdir, "readme_%s.cpp" % name)
         write_if_changed(file, translation_unit(readme, file, first_line, code, opts["fragment"]))
         decls.append("herald_readme_snippet(readme_%s %s \"%s\" %d %s)" % (name, kind, file, first_line, " ".join(needs)))

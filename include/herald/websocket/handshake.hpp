@@ -61,20 +61,27 @@ inline upgrade_verdict check_upgrade(const http::request& req) {
 }
 
 // Client role: the request for `host` and `target` with a key made from 16 random bytes.
+// `extensions`, when not empty, is offered as the Sec-WebSocket-Extensions value.
 inline std::string client_request(std::string_view host, std::string_view target, const std::uint8_t (&nonce)[16],
-                                  std::string& key_out) {
+                                  std::string& key_out, std::string_view extensions = {}) {
   key_out = detail::base64_encode(nonce, 16);
   std::string r = "GET ";
   r.append(target).append(" HTTP/1.1\r\nHost: ").append(host);
   r += "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ";
   r += key_out;
-  r += "\r\nSec-WebSocket-Version: 13\r\n\r\n";
+  r += "\r\nSec-WebSocket-Version: 13\r\n";
+  if (!extensions.empty()) r.append("Sec-WebSocket-Extensions: ").append(extensions).append("\r\n");
+  r += "\r\n";
   return r;
 }
 
 // Client role: parse the server's response head. Returns the head size, 0 while it is
 // incomplete, or -1 when the server refused or answered wrongly (reason in `why`).
-inline long parse_server_response(std::string_view data, std::string_view key, std::size_t max_head_size, std::string& why) {
+// `extensions`: where the Sec-WebSocket-Extensions value goes (several lines joined with
+// ", "), for the caller to check against what it offered (permessage-deflate:
+// ws::accept_deflate_response). Without it, a server that chose an extension is refused.
+inline long parse_server_response(std::string_view data, std::string_view key, std::size_t max_head_size, std::string& why,
+                                  std::string* extensions = nullptr) {
   const auto end = data.find("\r\n\r\n");
   if (end == std::string_view::npos) {
     if (data.size() >= max_head_size) { why = "response head too large"; return -1; }
@@ -91,6 +98,7 @@ inline long parse_server_response(std::string_view data, std::string_view key, s
   head.remove_prefix(eol + 2);
   bool upgrade = false, connection = false, accept = false;
   const std::string expected = accept_key(key);
+  if (extensions) extensions->clear();
   while (!head.empty()) {
     const auto e = head.find("\r\n");
     const std::string_view line = head.substr(0, e);
@@ -105,8 +113,11 @@ inline long parse_server_response(std::string_view data, std::string_view key, s
     if (http::iequals(name, "Upgrade")) upgrade = http::iequals(value, "websocket");
     else if (http::iequals(name, "Connection")) connection = http::has_token(value, "Upgrade");
     else if (http::iequals(name, "Sec-WebSocket-Accept")) accept = value == expected;
-    else if ((http::iequals(name, "Sec-WebSocket-Extensions") || http::iequals(name, "Sec-WebSocket-Protocol")) && !value.empty()) {
-      // We ask for neither; a server that picks one anyway must be refused (RFC 6455 4.1).
+    else if (extensions && http::iequals(name, "Sec-WebSocket-Extensions")) {
+      if (!extensions->empty() && !value.empty()) *extensions += ", ";
+      *extensions += value;
+    } else if ((http::iequals(name, "Sec-WebSocket-Extensions") || http::iequals(name, "Sec-WebSocket-Protocol")) && !value.empty()) {
+      // Not asked for; a server that picks one anyway must be refused (RFC 6455 4.1).
       why = "server chose " + std::string(name) + " that was not requested";
       return -1;
     }
