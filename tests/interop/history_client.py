@@ -15,8 +15,6 @@ Also: starting a server and reading the ports it prints, and HTTP calls to the p
 import asyncio
 import http.client
 import json
-import os
-import select
 import socket
 import struct
 import subprocess
@@ -24,14 +22,8 @@ import time
 
 import websockets
 
-
-class TestFailure(Exception):
-    pass
-
-
-def check(cond, what):
-    if not cond:
-        raise TestFailure(what)
+from http_api_test import read_line  # reads one line of a server's output, with a deadline
+from python_client_test import TestFailure, check
 
 
 class Resumer:
@@ -139,20 +131,6 @@ class Resumer:
 
 
 # ---------------------------------------------------------------- processes
-
-def read_line(proc, deadline):
-    line = b""
-    fd = proc.stdout.fileno()
-    while time.monotonic() < deadline and not line.endswith(b"\n"):
-        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            break
-        c = os.read(fd, 1)  # byte by byte: the rest stays for later
-        if not c:
-            break
-        line += c
-    return line.decode("utf-8", "replace").strip()
-
 
 class Server:
     """A server process that prints "... listening on 127.0.0.1:P" and "... http api on
