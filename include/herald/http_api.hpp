@@ -23,7 +23,8 @@
 // It works with any registry policy:
 //   - single_thread / multi_thread: as above;
 //   - redis_cluster: the answers add the cluster: {"delivered": n, "published": true,
-//     "nodes": k} (k other nodes took it from Redis; "published": false when Redis is down)
+//     "nodes": k} (k other nodes took it from Redis; "published": false when Redis is down),
+//     and with history /send adds "epoch" and "offset" (assigned in Redis)
 //     and {"online": b, "scope": "cluster"} (PUBSUB NUMSUB; "local" when Redis did not answer);
 //     /presence answers {"uids": n, "sessions": m, "nodes": k, "scope": "cluster"} (the
 //     cluster-wide counts of policy/redis_cluster.hpp, with their cost; "local" and this
@@ -213,6 +214,9 @@ template <class Delivery>
 std::string cluster_delivered_json(const Delivery& d) {
   std::string j = "{\"delivered\": " + std::to_string(d.local) + ", \"published\": ";
   j += d.nodes ? "true, \"nodes\": " + std::to_string(*d.nodes) : std::string("false");
+  if constexpr (requires { d.position; }) {
+    if (d.position) j += position_json(*d.position);
+  }
   j += "}";
   return j;
 }
