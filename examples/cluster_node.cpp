@@ -213,10 +213,12 @@ int main(int argc, char** argv) {
             << " publish_unconfirmed=" << r.publish_unconfirmed << " publish_errors=" << r.publish_errors
             << " received=" << r.received << " connects=" << r.connects << " connect_failures=" << r.connect_failures
             << " disconnects=" << r.disconnects << " redis_reconnects=" << stats->snapshot().redis_reconnects
-            << " from_redis=" << c.from_redis << " own_echoes=" << c.own_echoes << " history_reads=" << c.history_reads
-            << " history_recovered=" << c.history_recovered << " history_not_recovered=" << c.history_not_recovered
-            << " history_replayed=" << c.history_replayed << " history_gaps=" << c.history_gaps
-            << " history_lost=" << c.history_lost << std::endl;
+            << " from_redis=" << c.from_redis << " own_echoes=" << c.own_echoes;
+  if (cfg.history)
+    std::cout << " history_reads=" << c.history_reads << " history_recovered=" << c.history_recovered
+              << " history_not_recovered=" << c.history_not_recovered << " history_replayed=" << c.history_replayed
+              << " history_gaps=" << c.history_gaps << " history_lost=" << c.history_lost;
+  std::cout << std::endl;
   users.stop();
   return 0;
 }

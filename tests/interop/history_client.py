@@ -19,6 +19,7 @@ import socket
 import struct
 import subprocess
 import time
+import traceback
 
 import websockets
 
@@ -195,3 +196,65 @@ def api(port, key, method, path, body=None, conn=None):
         return r.status, json.loads(data)
     except ValueError:
         return r.status, None
+
+
+async def api_async(port, key, method, path, body=None):
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, lambda: api(port, key, method, path, body))
+
+
+async def until_offline(port, key, uid):
+    """Until GET /online/<uid> says false (the server noticed the cut), within 10 s."""
+    deadline = time.monotonic() + 10
+    while True:
+        status, j = await api_async(port, key, "GET", "/online/" + uid)
+        check(status == 200, "online: %s" % status)
+        if not j["online"]:
+            return
+        check(time.monotonic() < deadline, "%s still online 10 s after its connection was cut" % uid)
+        await asyncio.sleep(0.02)
+
+
+async def quiet(*clients, seconds=0.4):
+    """Nothing more arrives for a moment, and nothing broke a rule."""
+    counts = [(len(c.got), len(c.other), len(c.lost)) for c in clients]
+    await asyncio.sleep(seconds)
+    for c, n in zip(clients, counts):
+        check(not c.errors, "%r: %s" % (c, c.errors[:3]))
+        check((len(c.got), len(c.other), len(c.lost)) == n,
+              "%r received more than expected: %r" % (c, (c.got[n[0]:], c.other[n[1]:], c.lost[n[2]:])))
+
+
+async def run_scenarios(scenarios, stop_at_first=False, limit=120):
+    """Runs (name, coroutine function, argument) in turn; prints PASS/FAIL; returns (passed, failed)."""
+    passed = failed = 0
+    for name, fn, arg in scenarios:
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(fn(arg), limit)
+            passed += 1
+            print("PASS %s (%.2f s)" % (name, time.monotonic() - started), flush=True)
+        except Exception as e:
+            failed += 1
+            print("FAIL %s: %s" % (name, e), flush=True)
+            if not isinstance(e, TestFailure):
+                traceback.print_exc()
+            if stop_at_first:
+                break
+    return passed, failed
+
+
+def run_main(main, started):
+    """asyncio.run(main()), then kill what is left of `started`; prints the tally; returns the exit code."""
+    try:
+        passed, failed = asyncio.run(main())
+    except Exception:
+        traceback.print_exc()
+        passed, failed = 0, 1
+    finally:
+        for p in started:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0

@@ -24,7 +24,6 @@ import os
 import sys
 import tempfile
 import time
-import traceback
 
 import history_client as hc
 from history_client import Resumer, TestFailure, check
@@ -34,37 +33,11 @@ EXTRA = os.environ.get("HERALD_SERVER_ARGS", "").split()
 KEY = "history-key"
 STARTED = []
 WORKDIR = tempfile.mkdtemp(prefix="herald-history-test-")
-QUIET = 0.4
 
 
 def start(history):
     return hc.Server([SERVER_BINARY, "--address", "127.0.0.1", "--port", "0", "--http-port", "0", "--api-key", KEY,
                       "--history", str(history)] + EXTRA, os.path.join(WORKDIR, "server-%d.log" % history), started=STARTED)
-
-
-async def call(server, method, path, body=None):
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, lambda: hc.api(server.http_port, KEY, method, path, body))
-
-
-async def until_offline(server, uid):
-    deadline = time.monotonic() + 10
-    while True:
-        status, j = await call(server, "GET", "/online/" + uid)
-        check(status == 200, "online: %s" % status)
-        if not j["online"]:
-            return
-        check(time.monotonic() < deadline, "%s still online 10 s after its connection was cut" % uid)
-        await asyncio.sleep(0.02)
-
-
-async def quiet(*clients):
-    """Nothing more arrives for a moment, and nothing broke a rule."""
-    counts = [(len(c.got), len(c.other)) for c in clients]
-    await asyncio.sleep(QUIET)
-    for c, (g, o) in zip(clients, counts):
-        check(not c.errors, "%r: %s" % (c, c.errors[:3]))
-        check((len(c.got), len(c.other)) == (g, o), "%r received more than expected: %r" % (c, (c.got[g:], c.other[o:])))
 
 
 async def scenario_cut(server):
@@ -82,7 +55,7 @@ async def scenario_cut(server):
     # Live: 5 from bob's session, 5 over HTTP (the answers give the offsets).
     for i in range(5):
         await bob.ws.send("alice:live b%d" % i)
-        status, j = await call(server, "POST", "/send/alice", ("live h%d" % i).encode())
+        status, j = await hc.api_async(server.http_port, KEY, "POST", "/send/alice", ("live h%d" % i).encode())
         check(status == 200 and j["epoch"] == w[0] and j["delivered"] == 2, "POST /send/alice: %s %r" % (status, j))
     await alice.until(lambda: len(alice.got) == 10, 10, "alice's 10 live messages")
     check([o for o, _ in alice.got] == list(range(1, 11)), "offsets %r" % alice.got)
@@ -91,7 +64,7 @@ async def scenario_cut(server):
     # The server notices the RST: one session of alice left.
     deadline = time.monotonic() + 10
     while True:
-        status, j = await call(server, "GET", "/presence")
+        status, j = await hc.api_async(server.http_port, KEY, "GET", "/presence")
         if j["sessions"] == 2:
             break
         check(time.monotonic() < deadline, "the cut session is still counted: %r" % j)
@@ -100,7 +73,7 @@ async def scenario_cut(server):
     for i in range(15):
         await bob.ws.send("alice:away b%d" % i)
         away.append("away b%d" % i)
-        status, j = await call(server, "POST", "/send/alice", ("away h%d" % i).encode())
+        status, j = await hc.api_async(server.http_port, KEY, "POST", "/send/alice", ("away h%d" % i).encode())
         check(status == 200 and j["delivered"] == 1, "POST while away: %s %r" % (status, j))
         away.append("away h%d" % i)
     await bob.ws.send("all:a broadcast while alice is away")
@@ -124,7 +97,7 @@ async def scenario_cut(server):
     check(alice.got == alice2.got, "both devices of alice have the same stream")
     check(alice.other == ["joined lobby"], "nothing outside history was replayed: %r" % alice.other)
     check(alice2.other == ["a broadcast while alice is away"], "alice2 got the broadcast: %r" % alice2.other)
-    await quiet(alice, alice2, bob)
+    await hc.quiet(alice, alice2, bob)
     for c in (alice, alice2, bob):
         await c.close()
 
@@ -167,7 +140,7 @@ async def scenario_fire(server):
     check([t for t in texts if t[0] == "b"] == ["b%d" % i for i in range(total_b)], "bob's messages in order")
     check([t for t in texts if t[0] == "h"] == ["h%d" % i for i in range(total_h)], "the HTTP messages in order")
     print("  fire: %d cuts, %d messages, every one exactly once, in order" % (cuts, len(texts)))
-    await quiet(carol)
+    await hc.quiet(carol)
     await carol.close()
     await bob.close()
 
@@ -180,9 +153,9 @@ async def scenario_overflow(small):
         await bob.ws.send("dave:d%d" % i)
     await dave.until(lambda: len(dave.got) == 3, 10, "dave's first 3")
     await dave.cut()
-    await until_offline(small, "dave")
+    await hc.until_offline(small.http_port, KEY, "dave")
     for i in range(25):
-        status, j = await call(small, "POST", "/send/dave", ("x%d" % i).encode())
+        status, j = await hc.api_async(small.http_port, KEY, "POST", "/send/dave", ("x%d" % i).encode())
         check(status == 200 and j["offset"] == 4 + i, "POST: %s %r" % (status, j))
     w = await dave.connect(small.port)
     check(w == (dave.epoch, 28, "not recovered"), "overflow: %r" % (w,))
@@ -190,7 +163,7 @@ async def scenario_overflow(small):
     await bob.ws.send("dave:live")
     await dave.until(lambda: len(dave.got) == 4, 10, "the live message after 'not recovered'")
     check(dave.got[-1] == (29, "live"), "live after not recovered: %r" % (dave.got[-1],))
-    await quiet(dave)
+    await hc.quiet(dave)
     await dave.close()
     await bob.close()
 
@@ -198,7 +171,7 @@ async def scenario_overflow(small):
 async def scenario_epoch(server):
     erin = Resumer("erin")
     for i in range(3):
-        status, j = await call(server, "POST", "/send/erin", ("e%d" % i).encode())
+        status, j = await hc.api_async(server.http_port, KEY, "POST", "/send/erin", ("e%d" % i).encode())
         check(status == 200 and j["offset"] == i + 1 and j["delivered"] == 0, "POST to an offline uid: %s %r" % (status, j))
     epoch = j["epoch"]
     w = await erin.connect(server.port)  # no position: the end of the stream
@@ -221,21 +194,11 @@ async def scenario_epoch(server):
 async def main():
     server = start(1000)
     small = start(20)
-    passed = failed = 0
-    for name, fn, arg in [("cut with RST, exactly the missed messages", scenario_cut, server),
-                          ("resume under fire", scenario_fire, server),
-                          ("history overflow: not recovered", scenario_overflow, small),
-                          ("another epoch: not recovered", scenario_epoch, server)]:
-        started = time.monotonic()
-        try:
-            await asyncio.wait_for(fn(arg), 120)
-            passed += 1
-            print("PASS %s (%.2f s)" % (name, time.monotonic() - started), flush=True)
-        except Exception as e:
-            failed += 1
-            print("FAIL %s: %s" % (name, e), flush=True)
-            if not isinstance(e, TestFailure):
-                traceback.print_exc()
+    passed, failed = await hc.run_scenarios([
+        ("cut with RST, exactly the missed messages", scenario_cut, server),
+        ("resume under fire", scenario_fire, server),
+        ("history overflow: not recovered", scenario_overflow, small),
+        ("another epoch: not recovered", scenario_epoch, server)])
     for s in (server, small):
         s.stop()
         if s.proc.returncode != 0:
@@ -248,15 +211,4 @@ if __name__ == "__main__":
     if not SERVER_BINARY:
         print("usage: history_test.py PATH/TO/uid_push_server")
         sys.exit(2)
-    try:
-        passed, failed = asyncio.run(main())
-    except Exception:
-        traceback.print_exc()
-        passed, failed = 0, 1
-    finally:
-        for p in STARTED:
-            if p.poll() is None:
-                p.kill()
-                p.wait(10)
-    print("%d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
+    sys.exit(hc.run_main(main, STARTED))
