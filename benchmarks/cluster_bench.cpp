@@ -316,11 +316,7 @@ asio::awaitable<void> run_unicast(bench& b) {
 int main(int argc, char** argv) {
   bench b;
   b.cfg = parse(argc, argv);
-  herald::session_options o;
-  o.max_message_size = 1 << 20;
-  o.idle_timeout = 600s;
-  o.handshake_timeout = 60s;
-  b.options = std::make_shared<const herald::session_options>(o);
+  b.options = driver_support::client_options();
   if (b.cfg.mode == "hold") {
     if (!b.cfg.port || !b.cfg.sessions) fail("hold needs --port and --sessions");
   } else if (b.cfg.mode == "unicast") {

@@ -35,6 +35,16 @@ inline std::size_t num(std::string_view t) {
   return v;
 }
 
+// The drivers' client sessions: messages up to 1 MiB, no idle or handshake timeout in the way.
+inline std::shared_ptr<const herald::session_options> client_options(std::size_t send_queue_limit = std::size_t{1} << 20) {
+  herald::session_options o;
+  o.max_message_size = 1 << 20;
+  o.send_queue_limit = send_queue_limit;
+  o.idle_timeout = std::chrono::seconds(600);
+  o.handshake_timeout = std::chrono::seconds(60);
+  return std::make_shared<const herald::session_options>(o);
+}
+
 inline asio::awaitable<void> sleep_for(steady::duration d) {
   asio::steady_timer t(co_await asio::this_coro::executor);
   t.expires_after(d);

@@ -499,12 +499,7 @@ asio::awaitable<void> run_memory(driver& d) {
 int main(int argc, char** argv) {
   driver d;
   d.cfg = parse(argc, argv);
-  herald::session_options o;
-  o.max_message_size = 1 << 20;
-  o.send_queue_limit = std::size_t{1} << 30;  // the reconnect sender queues K x N messages at once
-  o.idle_timeout = 600s;
-  o.handshake_timeout = 60s;
-  d.options = std::make_shared<const herald::session_options>(o);
+  d.options = driver_support::client_options(std::size_t{1} << 30);  // the reconnect sender queues K x N at once
   if (d.cfg.mode == "cpu") {
     if (!d.cfg.port || d.cfg.pids.empty()) fail("cpu needs --port and --server-pid");
   } else if (d.cfg.mode == "reconnect") {
