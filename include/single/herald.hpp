@@ -1845,7 +1845,7 @@ class memory_stream {
 
   // Bytes this stream holds beyond its map node: the ring and the frames in it.
   std::size_t held_bytes() const noexcept {
-    std::size_t b = ring_.capacity() * sizeof(entry);
+    std::size_t b = ring_.capacity() ? ring_.capacity() * sizeof(entry) + 2 * sizeof(void*) : 0;
     for (std::size_t i = 0; i < count_; ++i) b += frame_cost(slot(i).frame);
     return b;
   }
@@ -1856,8 +1856,9 @@ class memory_stream {
     time_point at{};
   };
 
-  // A frame's allocation: its bytes and the message record in front of them (3 words).
-  static std::size_t frame_cost(const message& m) noexcept { return m ? m.frame_size() + 3 * sizeof(void*) : 0; }
+  // A frame's allocation: its bytes, the message record in front of them (3 words) and the
+  // allocator's own (about 2 words).
+  static std::size_t frame_cost(const message& m) noexcept { return m ? m.frame_size() + 5 * sizeof(void*) : 0; }
 
   std::uint64_t first() const noexcept { return top_ - count_ + 1; }  // the oldest held (top + 1 when none)
   const entry& slot(std::size_t i) const noexcept { return ring_[(start_ + i) % ring_.size()]; }
@@ -1927,8 +1928,9 @@ class memory_history {
     s.streams += streams_.size();
     for (const auto& [uid, st] : streams_) {
       s.messages += st.size();
-      // A map node: the pair, the next pointer and the cached hash, plus the uid's heap bytes.
-      s.bytes += sizeof(std::pair<const std::string, memory_stream>) + 2 * sizeof(void*) + st.held_bytes() +
+      // A map node: the pair, the next pointer, the cached hash and the allocator's 2 words,
+      // plus the uid's heap bytes.
+      s.bytes += sizeof(std::pair<const std::string, memory_stream>) + 4 * sizeof(void*) + st.held_bytes() +
                  (uid.size() > 15 ? uid.capacity() + 1 : 0);
     }
     s.bytes += streams_.bucket_count() * sizeof(void*);
