@@ -5,7 +5,8 @@
 #
 # 1. cpu: uid_push_server's CPU per unicast (closed loop, RECEIVERS receivers, MESSAGES
 #    messages of SIZE bytes, WINDOW in flight), with --history 100 and without, alternating
-#    ROUNDS times each, each run on a fresh server; medians and their ratio (target <= 1.2).
+#    ROUNDS times each, each run on a fresh server; medians and their ratio (target <= 1.2);
+#    with --threads 1 (single_thread) and --threads 2 (multi_thread).
 # 2. round trips: two cluster_node --history 100 on one redis-server, the same closed loop
 #    from node a to receivers on node b: Redis commands per message (INFO commandstats): the
 #    nodes send one FCALL per message; what Redis runs inside it is listed apart.
@@ -24,7 +25,7 @@ RECEIVERS=${RECEIVERS:-1000}
 MESSAGES=${MESSAGES:-200000}
 SIZE=${SIZE:-64}
 WINDOW=${WINDOW:-64}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 SESSIONS=${SESSIONS:-5000}
 MISSED=${MISSED:-20}
 HISTORY=${HISTORY:-100}
@@ -94,30 +95,30 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 REPORT=()
 note() { echo "$*"; REPORT+=("$*"); }
 
-# ---- 1. CPU per unicast, in memory, with and without history
-echo "== 1. cpu per unicast: $RECEIVERS receivers, $MESSAGES messages of $SIZE B, window $WINDOW, $ROUNDS rounds"
-OFF=()
-ON=()
-for r in $(seq 1 "$ROUNDS"); do
-  for mode in off on; do
-    args=()
-    flag=()
-    if [[ $mode == on ]]; then args=(--history "$HISTORY"); flag=(--history); fi
-    start "$LOG_DIR/cpu-$mode-$r.log" "$SERVER" --address 127.0.0.1 --port 0 --idle-timeout 600 "${args[@]}"
-    b0=$(busy)
-    line=$(bench cpu --port "$STARTED_PORT" --server-pid "$STARTED_PID" --receivers "$RECEIVERS" --messages "$MESSAGES" \
-      --size "$SIZE" --window "$WINDOW" "${flag[@]}")
-    b1=$(busy)
-    stop "$STARTED_PID"
-    ns=$(echo "$line" | field server_cpu_ns_per_message)
-    echo "  round $r history $mode: ${ns} ns/message ($(echo "$line" | field messages_per_s) messages/s; machine busy $(( (b1 - b0) )) ticks)"
-    [[ $mode == on ]] && ON+=("$ns") || OFF+=("$ns")
+# ---- 1. CPU per unicast, in memory, with and without history (single_thread; multi_thread)
+for threads in 1 2; do
+  echo "== 1. cpu per unicast, --threads $threads: $RECEIVERS receivers, $MESSAGES messages of $SIZE B, window $WINDOW, $ROUNDS rounds"
+  OFF=()
+  ON=()
+  for r in $(seq 1 "$ROUNDS"); do
+    for mode in off on; do
+      args=()
+      flag=()
+      if [[ $mode == on ]]; then args=(--history "$HISTORY"); flag=(--history); fi
+      start "$LOG_DIR/cpu-$threads-$mode-$r.log" "$SERVER" --address 127.0.0.1 --port 0 --idle-timeout 600 --threads "$threads" "${args[@]}"
+      line=$(bench cpu --port "$STARTED_PORT" --server-pid "$STARTED_PID" --receivers "$RECEIVERS" --messages "$MESSAGES" \
+        --size "$SIZE" --window "$WINDOW" "${flag[@]}")
+      stop "$STARTED_PID"
+      ns=$(echo "$line" | field server_cpu_ns_per_message)
+      echo "  round $r history $mode: ${ns} ns/message ($(echo "$line" | field messages_per_s) messages/s)"
+      if [[ $mode == on ]]; then ON+=("$ns"); else OFF+=("$ns"); fi
+    done
   done
+  off_median=$(printf '%s\n' "${OFF[@]}" | median)
+  on_median=$(printf '%s\n' "${ON[@]}" | median)
+  ratio=$(awk -v a="$on_median" -v b="$off_median" 'BEGIN { printf "%.3f", a / b }')
+  note "cpu per unicast (uid_push_server --threads $threads): without history ${off_median} ns, with --history $HISTORY ${on_median} ns: ratio $ratio (runs: off ${OFF[*]}; on ${ON[*]})"
 done
-off_median=$(printf '%s\n' "${OFF[@]}" | median)
-on_median=$(printf '%s\n' "${ON[@]}" | median)
-ratio=$(awk -v a="$on_median" -v b="$off_median" 'BEGIN { printf "%.3f", a / b }')
-note "cpu per unicast (uid_push_server, 1 thread): without history ${off_median} ns, with --history $HISTORY ${on_median} ns: ratio $ratio (runs: off ${OFF[*]}; on ${ON[*]})"
 
 # ---- 2. and 3. the cluster
 REDIS_PORT=$(free_port)

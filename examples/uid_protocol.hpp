@@ -45,10 +45,15 @@ inline void enable_history(herald::registry_options& ro, std::size_t messages) {
   ro.history.max_messages = messages;
   if (messages == 0) return;
   ro.history.format = [](std::uint64_t offset, std::string_view payload, bool binary) {
-    std::string framed = offset ? std::to_string(offset) : std::string();
+    thread_local std::string framed;  // reused: no allocation per message but the frame's own
+    char digits[20];
+    const auto end = offset ? std::to_chars(digits, digits + sizeof digits, offset).ptr : digits;
+    framed.assign(digits, end);
     framed += ':';
     framed += payload;
-    return binary ? herald::message::binary(framed) : herald::message::text(framed);
+    herald::message m = binary ? herald::message::binary(framed) : herald::message::text(framed);
+    if (framed.capacity() > 64 * 1024) std::string().swap(framed);  // keep no large buffer
+    return m;
   };
   auto notice = [](const herald::resume_result& r, std::string_view text) {
     return herald::message::text("@" + r.position.epoch + ":" + std::to_string(r.position.offset) + ":" +

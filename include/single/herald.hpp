@@ -4251,7 +4251,7 @@ class registry<Session, multi_thread> {
   // posted to.
   std::size_t unicast(std::string_view uid, const message& m) {
     if (!m) return 0;
-    if (state_->options.history.enabled()) return unicast_recorded(uid, m).queued;
+    if (state_->options.history.enabled()) return record(uid, m, nullptr);
     auto& sh = state_->shard_of(uid);
     std::lock_guard lock(sh.mutex);
     auto it = sh.uids.find(uid);
@@ -4271,24 +4271,8 @@ class registry<Session, multi_thread> {
   // when the uid has no session (that is what history is for), if the uid is valid.
   recorded_delivery unicast_recorded(std::string_view uid, const message& m) {
     recorded_delivery out;
-    if (!state_->options.history.enabled()) {
-      out.queued = unicast(uid, m);
-      return out;
-    }
-    if (!m || !detail::valid_uid(uid, state_->options)) return out;
-    auto& sh = state_->shard_of(uid);
-    const auto now = detail::history_clock::now();
-    std::lock_guard lock(sh.mutex);
-    auto& stream = state_->stream_of(state_, sh, uid, now);
-    const message frame = stream.append(now, state_->options.history, [&](std::uint64_t offset) {
-      return detail::history_frame(state_->options.history, offset, m);
-    });
-    if (!frame) return out;
-    out.recorded = true;
-    out.position = stream.position();
-    auto it = sh.uids.find(uid);
-    if (it != sh.uids.end())
-      for (auto* n : it->second) out.queued += state::deliver_in_order(state_, sh, n, frame);
+    if (!state_->options.history.enabled()) out.queued = unicast(uid, m);
+    else out.queued = record(uid, m, &out);
     return out;
   }
   // The position of the last message sent to `uid` (nullopt: no stream, or history is off).
@@ -4456,12 +4440,37 @@ class registry<Session, multi_thread> {
  private:
   friend class binding<Session, multi_thread>;
 
+  // Records `m` in the uid's stream and hands it to the uid's sessions; returns how many.
+  // `out` (optional) gets the position (formatting the epoch costs an allocation: only when asked).
+  std::size_t record(std::string_view uid, const message& m, recorded_delivery* out) {
+    if (!m || !detail::valid_uid(uid, state_->options)) return 0;
+    auto& sh = state_->shard_of(uid);
+    const auto now = detail::history_clock::now();
+    std::lock_guard lock(sh.mutex);
+    auto& stream = state_->stream_of(state_, sh, uid, now);
+    const message frame = stream.append(now, state_->options.history, [&](std::uint64_t offset) {
+      return detail::history_frame(state_->options.history, offset, m);
+    });
+    if (!frame) return 0;
+    if (out) {
+      out->recorded = true;
+      out->position = stream.position();
+    }
+    std::size_t queued = 0;
+    auto it = sh.uids.find(uid);
+    if (it != sh.uids.end())
+      for (auto* n : it->second) queued += state::deliver_in_order(n, frame);
+    return queued;
+  }
+
   // Everything bindings and lane jobs need; shared with them.
   struct state {
     struct lane;
-    // Recorded messages for one session that could not be sent at once, in offset order;
-    // guarded by the shard mutex of the session's uid.
+    // Recorded messages for one session that could not be sent at once, in offset order (they
+    // are pushed under the uid's shard lock, as offsets are given). Its own small mutex lets the
+    // session's thread empty it without the shard lock.
     struct outbox {
+      std::mutex mutex;
       std::vector<message> pending;
       bool scheduled = false;  // a job that empties it is posted to the session's executor
     };
@@ -4536,7 +4545,7 @@ class registry<Session, multi_thread> {
         const auto now = detail::history_clock::now();
         auto& stream = stream_of(self, sh, n->uid, now);
         *resumed = detail::resume_from_memory(stream, n->uid, from, now, options.history,
-                                              [&](const message& m) { deliver_in_order(self, sh, n, m); });
+                                              [n](const message& m) { deliver_in_order(n, m); });
       }
       return true;
     }
@@ -4555,26 +4564,30 @@ class registry<Session, multi_thread> {
     }
 
     // Hands a recorded frame to `n`'s session after everything recorded before it; under the
-    // shard's lock. At once when nothing waits and this is the session's thread; otherwise
-    // through the outbox, emptied by one job per batch on the session's executor.
-    static bool deliver_in_order(const std::shared_ptr<state>& self, shard& sh, node* n, const message& m) {
+    // shard's lock (so in offset order). At once when nothing waits and this is the session's
+    // thread; otherwise through the outbox, emptied by one job per batch on the session's
+    // executor.
+    static bool deliver_in_order(node* n, const message& m) {
       auto& box = *n->box;
-      if (box.pending.empty() && !box.scheduled && detail::running_in(n->session->get_executor()))
-        return detail::counts_as_queued(n->session->send(m));
-      box.pending.push_back(m);
-      if (!box.scheduled) {
-        box.scheduled = true;
-        asio::post(n->session->get_executor(), [keep = self, s = n->session, b = n->box, where = &sh] {
-          std::vector<message> batch;
-          {
-            std::lock_guard lock(where->mutex);
-            batch.swap(b->pending);
-            b->scheduled = false;
-          }
-          for (auto& f : batch) s->send(f);  // on the session's executor: queued at once, in order
-        });
+      {
+        std::unique_lock lock(box.mutex);
+        if (!box.pending.empty() || box.scheduled || !detail::running_in(n->session->get_executor())) {
+          box.pending.push_back(m);
+          if (std::exchange(box.scheduled, true)) return true;
+          lock.unlock();
+          asio::post(n->session->get_executor(), [s = n->session, b = n->box] {
+            std::vector<message> batch;
+            {
+              std::lock_guard inner(b->mutex);
+              batch.swap(b->pending);
+              b->scheduled = false;
+            }
+            for (auto& f : batch) s->send(f);  // on the session's executor: queued at once, in order
+          });
+          return true;
+        }
       }
-      return true;
+      return detail::counts_as_queued(n->session->send(m));
     }
 
     // Old messages and idle streams go by a timer on the first lane, which runs while there
@@ -5162,15 +5175,18 @@ struct single_thread_state : one_thread_state<Session, single_thread_state<Sessi
 
   std::size_t unicast(std::string_view uid, const message& m) {
     if (!this->options.history.enabled()) return this->deliver_to_uid(uid, m);
-    return unicast_recorded(uid, m).queued;
+    return record(uid, m, nullptr);
   }
   recorded_delivery unicast_recorded(std::string_view uid, const message& m) {
     recorded_delivery out;
-    if (!this->options.history.enabled()) {
-      out.queued = this->deliver_to_uid(uid, m);
-      return out;
-    }
-    if (!m || !valid_uid(uid, this->options)) return out;
+    if (!this->options.history.enabled()) out.queued = this->deliver_to_uid(uid, m);
+    else out.queued = record(uid, m, &out);
+    return out;
+  }
+  // Records `m` in the uid's stream and delivers it; `out` (optional) gets the position
+  // (formatting the epoch costs an allocation: only when asked).
+  std::size_t record(std::string_view uid, const message& m, recorded_delivery* out) {
+    if (!m || !valid_uid(uid, this->options)) return 0;
     const auto now = history_clock::now();
     bool made = false;
     auto& stream = history.at(uid, now, &made);
@@ -5178,11 +5194,12 @@ struct single_thread_state : one_thread_state<Session, single_thread_state<Sessi
     const message frame = stream.append(now, this->options.history, [&](std::uint64_t offset) {
       return history_frame(this->options.history, offset, m);
     });
-    if (!frame) return out;
-    out.recorded = true;
-    out.position = stream.position();
-    out.queued = this->deliver_to_uid(uid, frame);
-    return out;
+    if (!frame) return 0;
+    if (out) {
+      out->recorded = true;
+      out->position = stream.position();
+    }
+    return this->deliver_to_uid(uid, frame);
   }
   std::size_t broadcast(const message& m) { return this->deliver_to_all(history_frame(this->options.history, 0, m)); }
   std::size_t send_to_group(std::string_view group, const message& m) {

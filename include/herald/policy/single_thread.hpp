@@ -41,15 +41,18 @@ struct single_thread_state : one_thread_state<Session, single_thread_state<Sessi
 
   std::size_t unicast(std::string_view uid, const message& m) {
     if (!this->options.history.enabled()) return this->deliver_to_uid(uid, m);
-    return unicast_recorded(uid, m).queued;
+    return record(uid, m, nullptr);
   }
   recorded_delivery unicast_recorded(std::string_view uid, const message& m) {
     recorded_delivery out;
-    if (!this->options.history.enabled()) {
-      out.queued = this->deliver_to_uid(uid, m);
-      return out;
-    }
-    if (!m || !valid_uid(uid, this->options)) return out;
+    if (!this->options.history.enabled()) out.queued = this->deliver_to_uid(uid, m);
+    else out.queued = record(uid, m, &out);
+    return out;
+  }
+  // Records `m` in the uid's stream and delivers it; `out` (optional) gets the position
+  // (formatting the epoch costs an allocation: only when asked).
+  std::size_t record(std::string_view uid, const message& m, recorded_delivery* out) {
+    if (!m || !valid_uid(uid, this->options)) return 0;
     const auto now = history_clock::now();
     bool made = false;
     auto& stream = history.at(uid, now, &made);
@@ -57,11 +60,12 @@ struct single_thread_state : one_thread_state<Session, single_thread_state<Sessi
     const message frame = stream.append(now, this->options.history, [&](std::uint64_t offset) {
       return history_frame(this->options.history, offset, m);
     });
-    if (!frame) return out;
-    out.recorded = true;
-    out.position = stream.position();
-    out.queued = this->deliver_to_uid(uid, frame);
-    return out;
+    if (!frame) return 0;
+    if (out) {
+      out->recorded = true;
+      out->position = stream.position();
+    }
+    return this->deliver_to_uid(uid, frame);
   }
   std::size_t broadcast(const message& m) { return this->deliver_to_all(history_frame(this->options.history, 0, m)); }
   std::size_t send_to_group(std::string_view group, const message& m) {
