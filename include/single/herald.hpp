@@ -3819,7 +3819,7 @@ struct login_verdict {
     return v;
   }
   // The position of the last message the client processed (nullopt: none, start at the end).
-  login_verdict&& resume_from(std::optional<stream_position> p) && {
+  login_verdict resume_from(std::optional<stream_position> p) && {
     resume = std::move(p);
     return std::move(*this);
   }

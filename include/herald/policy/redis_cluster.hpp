@@ -415,7 +415,11 @@ struct redis_cluster_state : one_thread_state<Session, redis_cluster_state<Sessi
     auto& list = f->second;
     for (std::size_t i = 0; i < list.size(); ++i) {
       if (list[i]->n != n) continue;
-      if (auto w = std::move(list[i]->login)) finish_login(*w, resume_result{});  // its login returns at once
+      if (auto w = std::move(list[i]->login)) {  // its login returns at once (the session is gone)
+        resume_result r;
+        r.state = list[i]->from ? resume_state::not_recovered : resume_state::fresh;
+        finish_login(*w, std::move(r));
+      }
       list[i] = std::move(list.back());
       list.pop_back();
       break;
