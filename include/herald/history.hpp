@@ -273,13 +273,14 @@ class memory_stream {
 };
 
 // uid -> stream, for the one thread (single_thread) or the one shard (multi_thread) that owns
-// it. New streams get a fresh epoch: a random number drawn when the history is made, plus a
+// it. New streams get a fresh epoch: a random number drawn with the first stream, plus a
 // count of the streams made since, mixed.
 class memory_history {
  public:
   using time_point = history_clock::time_point;
 
-  explicit memory_history(std::uint64_t seed = random_u64()) noexcept : seed_(seed) {}
+  memory_history() = default;
+  explicit memory_history(std::uint64_t seed) noexcept : seed_(seed), seeded_(true) {}
 
   memory_stream* find(std::string_view uid) noexcept {
     auto it = streams_.find(uid);
@@ -289,8 +290,9 @@ class memory_history {
   memory_stream& at(std::string_view uid, time_point now, bool* made = nullptr) {
     auto it = streams_.find(uid);
     if (made) *made = it == streams_.end();
-    if (it == streams_.end()) it = streams_.emplace(std::string(uid), memory_stream(mix64(seed_ + ++made_), now)).first;
-    return it->second;
+    if (it != streams_.end()) return it->second;
+    if (!std::exchange(seeded_, true)) seed_ = random_u64();  // drawn when needed: a registry without history draws none
+    return streams_.emplace(std::string(uid), memory_stream(mix64(seed_ + ++made_), now)).first->second;
   }
 
   // Drops old messages everywhere, and the streams that are idle (see memory_stream::idle)
@@ -324,8 +326,9 @@ class memory_history {
     std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
   };
   std::unordered_map<std::string, memory_stream, hash, std::equal_to<>> streams_;
-  std::uint64_t seed_;
+  std::uint64_t seed_ = 0;
   std::uint64_t made_ = 0;
+  bool seeded_ = false;
 };
 
 // Login on the uid's stream `s`: decides fresh, recovered or not_recovered, and hands
