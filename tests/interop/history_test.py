@@ -21,6 +21,7 @@ Prints "N passed, M failed"; exit 1 on any failure.
 """
 import asyncio
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -211,4 +212,9 @@ if __name__ == "__main__":
     if not SERVER_BINARY:
         print("usage: history_test.py PATH/TO/uid_push_server")
         sys.exit(2)
-    sys.exit(hc.run_main(main, STARTED))
+    code = hc.run_main(main, STARTED)
+    if code == 0:
+        shutil.rmtree(WORKDIR, ignore_errors=True)
+    else:
+        print("logs in %s" % WORKDIR)
+    sys.exit(code)
