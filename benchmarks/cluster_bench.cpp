@@ -15,9 +15,7 @@
 // One thread. Any failure prints FAIL and exits 1. Build: see cluster_bench.sh (g++ -O2, no CMake).
 #include <herald.hpp>
 
-#include <netinet/in.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,11 +28,16 @@
 #include <string_view>
 #include <vector>
 
+#include "driver_support.hpp"
+
 using namespace std::chrono_literals;
 using tcp = asio::ip::tcp;
-using session = herald::ws_session<>;
-using session_ptr = std::shared_ptr<session>;
-using steady = std::chrono::steady_clock;
+using driver_support::fail;
+using driver_support::num;
+using driver_support::session;
+using driver_support::session_ptr;
+using driver_support::sleep_for;
+using driver_support::steady;
 
 namespace {
 
@@ -49,12 +52,6 @@ struct config {
   int timeout_s = 300;
 };
 
-[[noreturn]] void fail(const std::string& why) {
-  std::printf("FAIL: %s\n", why.c_str());
-  std::fflush(stdout);
-  std::_Exit(1);
-}
-
 double cpu_seconds() {  // this process, user + system
   rusage ru{};
   ::getrusage(RUSAGE_SELF, &ru);
@@ -63,14 +60,6 @@ double cpu_seconds() {  // this process, user + system
 }
 
 std::int64_t now_ns() { return std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now().time_since_epoch()).count(); }
-
-std::size_t num(const char* s) {
-  std::size_t v = 0;
-  const std::string_view t(s);
-  const auto r = std::from_chars(t.data(), t.data() + t.size(), v);
-  if (r.ec != std::errc{} || r.ptr != t.data() + t.size()) fail(std::string("not a number: ") + s);
-  return v;
-}
 
 config parse(int argc, char** argv) {
   config c;
@@ -149,25 +138,8 @@ struct bench {
 };
 
 asio::awaitable<session_ptr> open_session(bench& b, unsigned short port, const std::string& uid, std::size_t i) {
-  auto ex = co_await asio::this_coro::executor;
-  tcp::socket s(ex);
-  herald::error_code ec;
-  if (b.cfg.source_ips > 1) {
-    s.open(tcp::v4(), ec);
-    int one = 1;
-    if (!ec) ::setsockopt(s.native_handle(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-    const asio::ip::address_v4 source(0x7F000001u + static_cast<std::uint32_t>(i % b.cfg.source_ips));
-    if (!ec) s.bind(tcp::endpoint(source, 0), ec);
-    if (ec) fail("bind: " + ec.message());
-  }
-  const tcp::endpoint to(asio::ip::make_address("127.0.0.1"), port);
-  co_await s.async_connect(to, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) fail("connect: " + ec.message());
-  herald::close_status why;
-  const std::string host = "127.0.0.1";
   const std::string target = "/";
-  auto ws = co_await session::connect(std::move(s), host, target, b.options, &why);
-  if (!ws) fail("handshake: " + why.reason);
+  auto ws = co_await driver_support::connect_from(port, i, b.cfg.source_ips, target, b.options);
   ws->send(uid);
   auto reply = co_await ws->read();
   if (!reply || reply->text() != "login successful, your uid is " + uid) fail("login of " + uid + " failed");
@@ -210,12 +182,6 @@ asio::awaitable<void> login_worker(bench& b) {
     b.sessions[i] = co_await open_session(b, b.cfg.port, b.uids[i], i);
     ++b.logged_in;
   }
-}
-
-asio::awaitable<void> sleep_for(steady::duration d) {
-  asio::steady_timer t(co_await asio::this_coro::executor);
-  t.expires_after(d);
-  co_await t.async_wait(asio::use_awaitable);
 }
 
 asio::awaitable<void> run_hold(bench& b) {
@@ -350,33 +316,16 @@ asio::awaitable<void> run_unicast(bench& b) {
 int main(int argc, char** argv) {
   bench b;
   b.cfg = parse(argc, argv);
-  herald::session_options o;
-  o.max_message_size = 1 << 20;
-  o.idle_timeout = 600s;
-  o.handshake_timeout = 60s;
-  b.options = std::make_shared<const herald::session_options>(o);
-  asio::steady_timer deadline(b.io, std::chrono::seconds(b.cfg.timeout_s));
-  deadline.async_wait([&](herald::error_code ec) {
-    if (!ec) fail("timeout after " + std::to_string(b.cfg.timeout_s) + " s (logged in " + std::to_string(b.logged_in) +
-                  ", broadcasts complete " + std::to_string(b.complete) + ")");
-  });
-  auto on_end = [](std::exception_ptr e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      fail(std::string("exception: ") + ex.what());
-    }
-  };
+  b.options = driver_support::client_options();
   if (b.cfg.mode == "hold") {
     if (!b.cfg.port || !b.cfg.sessions) fail("hold needs --port and --sessions");
-    asio::co_spawn(b.io, run_hold(b), on_end);
   } else if (b.cfg.mode == "unicast") {
     if (!b.cfg.port_a || !b.cfg.port_b || !b.cfg.receivers) fail("unicast needs --port-a, --port-b, --receivers");
-    asio::co_spawn(b.io, run_unicast(b), on_end);
   } else {
     fail("mode must be hold or unicast");
   }
-  b.io.run();
+  driver_support::run(b.io, b.cfg.mode == "hold" ? run_hold(b) : run_unicast(b), b.cfg.timeout_s, [&b] {
+    return " (logged in " + std::to_string(b.logged_in) + ", broadcasts complete " + std::to_string(b.complete) + ")";
+  });
   return 0;
 }

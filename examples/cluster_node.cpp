@@ -25,9 +25,13 @@
 //                     [--redis-password PW] [--prefix NAME (herald)] [--node-id ID]
 //                     [--http-port P [--http-address A (127.0.0.1)] --api-key K]
 //                     [--duplicates multi|replace|reject] [--max-message BYTES] [--idle-timeout SECONDS]
-//                     [--presence-interval SECONDS (2)]
+//                     [--presence-interval SECONDS (2)] [--history N [--history-age SECONDS]]
 // --presence-interval: how often the node reports its session count to Redis for the
 // cluster-wide count (GET /presence); fractions allowed.
+// --history N (default 0: off): the last N messages to each uid are kept in Redis (for
+// --history-age SECONDS, default 300), with offsets, so that a client resumes where it was on
+// any node: the headers of uid_protocol.hpp on every message, the position in the URL, and
+// /send answering with the offset. Needs Redis 7 (functions). Off, nothing changes.
 // Port 0 lets the kernel pick (the "listening on" lines say which). The API key may come from
 // the environment instead (HERALD_API_KEY), to keep it out of `ps`.
 // SIGINT/SIGTERM close every session with 1001, print the Redis counters (with the metric
@@ -69,6 +73,8 @@ struct config {
   std::size_t max_message = 1024 * 1024;
   int idle_timeout = 30;
   double presence_interval = 2;
+  std::size_t history = 0;   // --history N: messages kept per uid in Redis (0: off)
+  double history_age = 300;  // --history-age SECONDS
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -76,7 +82,7 @@ struct config {
                "cluster_node: %s\nusage: cluster_node [--address A] [--port P] [--redis HOST:PORT] [--redis-password PW]\n"
                "                    [--prefix NAME] [--node-id ID] [--http-port P [--http-address A] --api-key K]\n"
                "                    [--duplicates multi|replace|reject] [--max-message BYTES] [--idle-timeout SECONDS]\n"
-               "                    [--presence-interval SECONDS]\n",
+               "                    [--presence-interval SECONDS] [--history N [--history-age SECONDS]]\n",
                why);
   std::exit(2);
 }
@@ -108,7 +114,11 @@ config parse_args(int argc, char** argv) {
     else if (a == "--api-key") c.api_key = value();
     else if (a == "--max-message") c.max_message = std::stoul(value());
     else if (a == "--idle-timeout") c.idle_timeout = std::stoi(value());
-    else if (a == "--presence-interval") {
+    else if (a == "--history") c.history = std::stoul(value());
+    else if (a == "--history-age") {
+      c.history_age = std::stod(value());
+      if (!(c.history_age > 0)) usage("--history-age takes SECONDS above 0");
+    } else if (a == "--presence-interval") {
       c.presence_interval = std::stod(value());
       if (!(c.presence_interval > 0 && c.presence_interval <= 3600)) usage("--presence-interval takes 0 < SECONDS <= 3600");
     } else if (a == "--duplicates") {
@@ -152,7 +162,10 @@ int main(int argc, char** argv) {
   rc.presence_interval = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       std::chrono::duration<double>(cfg.presence_interval));
   auto stats = std::make_shared<herald::metrics>();
-  cluster_registry users(io.get_executor(), rc, herald::registry_options{.duplicates = cfg.duplicates, .metrics = stats});
+  herald::registry_options ro{.duplicates = cfg.duplicates, .metrics = stats};
+  uid_protocol::enable_history(ro, cfg.history);  // --history N
+  ro.history.max_age = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(cfg.history_age));
+  cluster_registry users(io.get_executor(), rc, ro);
 
   herald::session_options so;
   so.metrics = stats;
@@ -200,7 +213,12 @@ int main(int argc, char** argv) {
             << " publish_unconfirmed=" << r.publish_unconfirmed << " publish_errors=" << r.publish_errors
             << " received=" << r.received << " connects=" << r.connects << " connect_failures=" << r.connect_failures
             << " disconnects=" << r.disconnects << " redis_reconnects=" << stats->snapshot().redis_reconnects
-            << " from_redis=" << c.from_redis << " own_echoes=" << c.own_echoes << std::endl;
+            << " from_redis=" << c.from_redis << " own_echoes=" << c.own_echoes;
+  if (cfg.history)
+    std::cout << " history_reads=" << c.history_reads << " history_recovered=" << c.history_recovered
+              << " history_not_recovered=" << c.history_not_recovered << " history_replayed=" << c.history_replayed
+              << " history_gaps=" << c.history_gaps << " history_lost=" << c.history_lost;
+  std::cout << std::endl;
   users.stop();
   return 0;
 }

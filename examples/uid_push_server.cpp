@@ -20,6 +20,10 @@
 //                        [--handshake-timeout SECONDS] [--tls-cert FILE --tls-key FILE] [--web DIR]
 //                        [--metrics-port P] [--http-port P [--http-address A] --api-key K] [--deflate]
 // --threads N (default 1): N > 1 uses the multi_thread registry, one io_context per thread.
+// --history N (default 0: off): keep the last N messages sent to each uid (for 5 minutes,
+//   --history-age SECONDS), with offsets, so that a client that comes back resumes where it
+//   was (uid_protocol.hpp has the headers this adds to every message, and the resume URL);
+//   the HTTP API's /send answers with the offset it assigned. Off, nothing changes.
 // --handshake-timeout S (default 10, fractions allowed): from accept to the end of the
 //   opening handshake (the TLS handshake included); then the connection is dropped.
 // --tls-cert F --tls-key F: wss:// only (PEM certificate chain and unencrypted key); needs a
@@ -202,6 +206,8 @@ struct config {
   int idle_timeout = 30;
   double handshake_timeout = 10;
   int threads = 1;
+  std::size_t history = 0;     // --history N: messages kept per uid (0: off)
+  double history_age = 300;    // --history-age SECONDS
   std::string tls_cert, tls_key;
   std::string web_dir;  // canonical, when set
   unsigned short metrics_port = 0;
@@ -227,6 +233,9 @@ constexpr const char* usage_text =
     "  --idle-timeout SECONDS   a silent connection is pinged after this, dropped as long again later (default 30)\n"
     "  --handshake-timeout S    from accept to the end of the opening handshake, TLS included (default 10)\n"
     "  --threads N              N > 1: the multi_thread registry, one io_context per thread (default 1)\n"
+    "  --history N              keep the last N messages to each uid with offsets, for clients that resume\n"
+    "                           (default 0: off; every message then carries a header, see uid_protocol.hpp)\n"
+    "  --history-age SECONDS    how long history keeps a message (default 300)\n"
     "  --tls-cert FILE --tls-key FILE\n"
     "                           serve wss:// (PEM certificate chain, unencrypted key); needs a build with OpenSSL\n"
     "  --web DIR                answer plain HTTP GET on the WebSocket port with DIR's files (e.g. examples/web)\n"
@@ -280,6 +289,11 @@ config parse_args(int argc, char** argv) {
       c.handshake_timeout = std::stod(value());
       if (!(c.handshake_timeout > 0 && c.handshake_timeout <= 3600)) usage("--handshake-timeout takes 0 < SECONDS <= 3600");
     } else if (a == "--threads") c.threads = std::max(1, std::stoi(value()));
+    else if (a == "--history") c.history = std::stoul(value());
+    else if (a == "--history-age") {
+      c.history_age = std::stod(value());
+      if (!(c.history_age > 0)) usage("--history-age takes SECONDS above 0");
+    }
     else if (a == "--tls-cert") c.tls_cert = value();
     else if (a == "--tls-key") c.tls_key = value();
     else if (a == "--metrics-port") c.metrics_port = static_cast<unsigned short>(port());
@@ -424,9 +438,13 @@ template <class Session, class MakeStream>
 int start(const config& cfg, std::vector<std::unique_ptr<asio::io_context>>& contexts, MakeStream make_stream,
           const char* scheme) {
   auto stats = std::make_shared<herald::metrics>();
-  const herald::registry_options ro{.duplicates = cfg.duplicates, .metrics = stats};
+  herald::registry_options ro{.duplicates = cfg.duplicates, .metrics = stats};
+  uid_protocol::enable_history(ro, cfg.history);  // --history N
+  ro.history.max_age = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(cfg.history_age));
   if (cfg.threads == 1) {
-    herald::registry<Session, herald::single_thread> users(ro);
+    // The registry's thread is named now, so that what the HTTP API pushes before the first
+    // login is recorded too.
+    herald::registry<Session, herald::single_thread> users(contexts.front()->get_executor(), ro);
     return run<Session>(cfg, contexts, users, make_stream, scheme, stats);
   }
   std::vector<asio::any_io_executor> lanes;

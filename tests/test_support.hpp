@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace herald_test {
@@ -102,6 +103,45 @@ struct test_server {
     while (auto msg = co_await ws->read()) received.push_back(uid + "|" + msg->data);
     ended[uid].push_back(ws->status());
   }
+};
+
+// Server lanes: `n` io_contexts, each run by a thread of its own once start() is called, and
+// an acceptor on the first that deals sockets out to them in turn. The owner calls stop()
+// in its destructor before what the lanes' threads use (a registry) goes.
+struct threaded_lanes {
+  std::vector<std::unique_ptr<asio::io_context>> contexts;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+  std::vector<asio::any_io_executor> executors;
+  std::unique_ptr<tcp::acceptor> acceptor;
+  std::vector<std::thread> threads;
+
+  explicit threaded_lanes(int n) {
+    for (int i = 0; i < n; ++i) {
+      contexts.push_back(std::make_unique<asio::io_context>(1));
+      guards.push_back(asio::make_work_guard(*contexts.back()));
+      executors.push_back(contexts.back()->get_executor());
+    }
+    acceptor = std::make_unique<tcp::acceptor>(*contexts[0], tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  }
+  ~threaded_lanes() { stop(); }
+
+  // Accepts on the first lane; on_socket(socket) runs for each, the socket on its lane.
+  template <class OnSocket>
+  void start(OnSocket on_socket) {
+    herald::accept_loop_options lo;
+    lo.executors = executors;
+    asio::co_spawn(*contexts[0], herald::accept_loop(*acceptor, std::move(on_socket), lo), asio::detached);
+    for (auto& c : contexts) threads.emplace_back([ctx = c.get()] { ctx->run(); });
+  }
+  void stop() {
+    if (threads.empty()) return;
+    asio::post(*contexts[0], [this] { acceptor->close(); });
+    guards.clear();
+    for (auto& c : contexts) c->stop();
+    for (auto& t : threads) t.join();
+    threads.clear();
+  }
+  unsigned short port() const { return acceptor->local_endpoint().port(); }
 };
 
 inline asio::awaitable<session_ptr> connect_client(unsigned short port, std::shared_ptr<const herald::session_options> options = nullptr) {

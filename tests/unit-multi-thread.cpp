@@ -19,41 +19,22 @@ using mt_registry = herald::registry<session, herald::multi_thread>;
 // in turn. A logged-in session obeys two commands, run on its own lane's thread:
 // "u:<uid>:<text>" unicasts <text> to <uid>, "b:<text>" broadcasts it.
 struct threaded_server {
-  std::vector<std::unique_ptr<asio::io_context>> contexts;
-  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+  threaded_lanes lanes;
   std::unique_ptr<mt_registry> users;
-  std::unique_ptr<tcp::acceptor> acceptor;
-  std::vector<std::thread> threads;
   std::mutex mutex;
   std::map<std::string, std::vector<herald::close_status>> ended;  // uid -> how sessions ended
   std::vector<herald::close_status> refused;
 
-  threaded_server(int lanes, herald::registry_options ro) {
-    std::vector<asio::any_io_executor> executors;
-    for (int i = 0; i < lanes; ++i) {
-      contexts.push_back(std::make_unique<asio::io_context>(1));
-      guards.push_back(asio::make_work_guard(*contexts.back()));
-      executors.push_back(contexts.back()->get_executor());
-    }
-    users = std::make_unique<mt_registry>(executors, ro);
-    acceptor = std::make_unique<tcp::acceptor>(*contexts[0], tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-    herald::accept_loop_options lo;
-    lo.executors = executors;
-    asio::co_spawn(*contexts[0], herald::accept_loop(*acceptor, [this](tcp::socket s) {
-                     auto ex = s.get_executor();
-                     asio::co_spawn(ex, serve(std::move(s)), asio::detached);
-                   }, lo), asio::detached);
-    for (auto& c : contexts) threads.emplace_back([ctx = c.get()] { ctx->run(); });
+  threaded_server(int n, herald::registry_options ro) : lanes(n) {
+    users = std::make_unique<mt_registry>(lanes.executors, ro);
+    lanes.start([this](tcp::socket s) {
+      auto ex = s.get_executor();
+      asio::co_spawn(ex, serve(std::move(s)), asio::detached);
+    });
   }
+  ~threaded_server() { lanes.stop(); }
 
-  ~threaded_server() {
-    asio::post(*contexts[0], [this] { acceptor->close(); });
-    guards.clear();
-    for (auto& c : contexts) c->stop();
-    for (auto& t : threads) t.join();
-  }
-
-  unsigned short port() const { return acceptor->local_endpoint().port(); }
+  unsigned short port() const { return lanes.port(); }
 
   asio::awaitable<void> serve(tcp::socket s) {
     auto ws = co_await herald::accept_websocket(std::move(s));

@@ -3,7 +3,7 @@
 // Groups across nodes (every member exactly once, the group channel held exactly while a
 // node has a member), cluster-wide presence against known numbers (and the local fallback
 // while Redis is down), and metrics::redis_reconnects after a restart.
-#include "test_support.hpp"
+#include "history_support.hpp"
 
 #include <herald/policy/redis_cluster.hpp>
 
@@ -97,13 +97,18 @@ struct node {
   cluster_registry users;
   std::multimap<std::string, cluster_registry::binding_type*> bound;
 
-  node(asio::io_context& ctx, unsigned short redis_port, std::string id)
+  node(asio::io_context& ctx, unsigned short redis_port, std::string id, herald::registry_options ro = {})
       : io(ctx),
         acceptor(ctx, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)),
-        users(ctx.get_executor(), options(redis_port, std::move(id)), herald::registry_options{.metrics = stats}) {
+        users(ctx.get_executor(), options(redis_port, std::move(id)), with_metrics(std::move(ro))) {
     asio::co_spawn(io, herald::accept_loop(acceptor, [this](tcp::socket s) {
                      asio::co_spawn(io, serve(std::move(s)), asio::detached);
                    }), asio::detached);
+  }
+
+  herald::registry_options with_metrics(herald::registry_options ro) const {
+    ro.metrics = stats;
+    return ro;
   }
 
   static herald::redis_cluster_options options(unsigned short redis_port, std::string id) {
@@ -117,13 +122,20 @@ struct node {
     return rc;
   }
 
+  // A session's first message is its uid (with history, its position is in the URL); then
+  // "<uid>:<text>" unicasts <text>.
   asio::awaitable<void> serve(tcp::socket s) {
     auto ws = co_await herald::accept_websocket(std::move(s));
     if (!ws) co_return;
-    auto b = co_await users.login(*ws, [](std::string_view first) { return std::string(first); }, 5s);
+    const std::optional<herald::stream_position> from = position_in(ws->target());
+    auto b = co_await users.login(*ws, [&from](std::string_view first) {
+      return herald::login_verdict::accept(std::string(first)).resume_from(from);
+    }, 5s);
     if (!b) co_return;
     auto it = bound.emplace(b.uid(), &b);
-    while (co_await ws->read()) {
+    while (auto m = co_await ws->read()) {
+      auto [to, body] = herald::split_target(m->text());
+      if (!to.empty()) users.unicast(to, body);
     }
     bound.erase(it);  // then the binding dies: its groups are left
   }
@@ -361,5 +373,264 @@ TEST_CASE("redis_cluster presence: uids, sessions and nodes cluster-wide; the lo
     CHECK(a.stats->snapshot().logins_ok == 3);
     CHECK(a.stats->snapshot().uids == 2);
     for (auto* s : {ann1.get(), ann2.get(), abe.get(), ann3.get(), ben.get()}) s->close();
+  });
+}
+
+namespace {
+
+// One command on a connection of the test's own; its reply (REQUIREd). `args` must outlive the wait.
+asio::awaitable<herald::redis::reply_ptr> redis_command(unsigned short port, const std::vector<std::string>& args) {
+  auto c = std::make_shared<herald::redis::connection>(co_await asio::this_coro::executor);
+  const herald::error_code ec = co_await c->connect("127.0.0.1", port, 5s);
+  REQUIRE_MESSAGE(!ec, ec.message());
+  const std::vector<std::string_view> views(args.begin(), args.end());
+  c->write_command(views);
+  herald::redis::reply_ptr r = co_await c->read();
+  REQUIRE(r);
+  c->close();
+  co_return r;
+}
+
+// Sends "<to>:<prefix><i>" for i in 1..count from session `s`, a pause every 8.
+asio::awaitable<void> keep_sending(session_ptr s, std::string to, std::string prefix, int count) {
+  asio::steady_timer pause(co_await asio::this_coro::executor);
+  for (int i = 1; i <= count; ++i) {
+    s->send(to + ":" + prefix + std::to_string(i));
+    if (i % 8 == 0) {
+      pause.expires_after(2ms);
+      co_await pause.async_wait(asio::use_awaitable);
+    }
+  }
+}
+
+// Logs `r` in on `n` (with its position, if any) and waits for the welcome.
+asio::awaitable<session_ptr> resume_on(node& n, std::shared_ptr<resumer> r) {
+  auto c = co_await open_as(n.acceptor.local_endpoint().port(), r);
+  co_await read_some(r, c, 0, true);
+  REQUIRE_MESSAGE(r->error.empty(), r->error);
+  co_return c;
+}
+
+}  // namespace
+
+TEST_CASE("redis_cluster history: a client cut (RST) and resumed on another node each time, while two nodes' sessions and a "
+          "third node's API send to its uid, gets every message exactly once, in order") {
+  redis_server redis;
+  asio::io_context io;
+  const auto ro = history_options(5000);
+  node a(io, redis.port, "a", ro), b(io, redis.port, "b", ro), c(io, redis.port, "c", ro);
+  const std::vector<node*> nodes{&a, &b, &c};
+  run(io, [&]() -> asio::awaitable<void> {
+    REQUIRE(co_await eventually([&] { return a.links_up() && b.links_up() && c.links_up(); }));
+    auto sb = std::make_shared<resumer>(), sc = std::make_shared<resumer>();
+    sb->uid = "sender-b";
+    sc->uid = "sender-c";
+    auto on_b = co_await resume_on(b, sb);
+    auto on_c = co_await resume_on(c, sc);
+    auto dana = std::make_shared<resumer>();
+    dana->uid = "dana";
+    auto d = co_await resume_on(a, dana);
+    CHECK(dana->welcomes.at(0).state == herald::resume_state::fresh);
+    CHECK(dana->pos.offset == 0);
+    constexpr int per_sender = 400;
+    asio::co_spawn(io, keep_sending(on_b, "dana", "b", per_sender), asio::detached);
+    asio::co_spawn(io, keep_sending(on_c, "dana", "c", per_sender), asio::detached);
+    asio::co_spawn(io, [&a]() -> asio::awaitable<void> {  // node a's API: unicast_confirmed, position in the answer
+      std::uint64_t last = 0;
+      const std::string uid = "dana";
+      for (int i = 1; i <= per_sender; ++i) {
+        const herald::message m = herald::message::text("a" + std::to_string(i));
+        const herald::cluster_delivery d = co_await a.users.unicast_confirmed(uid, m);
+        REQUIRE(d.position);
+        CHECK(d.position->offset > last);
+        last = d.position->offset;
+      }
+    }, asio::detached);
+    const std::size_t total = 3 * per_sender;
+    int rounds = 0;
+    while (dana->got.size() < total && dana->error.empty() && rounds < 1000) {
+      const std::size_t more = std::min<std::size_t>(1 + static_cast<std::size_t>(rounds * 7 % 61), total - dana->got.size());
+      co_await read_some(dana, d, more);
+      d->drop(true);
+      ++rounds;
+      d = co_await resume_on(*nodes[rounds % 3], dana);
+      REQUIRE(dana->welcomes.back().state == herald::resume_state::recovered);
+    }
+    CHECK_MESSAGE(dana->error.empty(), dana->error);
+    CHECK(dana->got.size() == total);
+    CHECK(dana->pos.offset == total);
+    std::map<char, std::vector<std::string>> by;
+    for (auto& g : dana->got) by[g[0]].push_back(g);
+    CHECK(by['a'] == numbered("a", 1, per_sender));
+    CHECK(by['b'] == numbered("b", 1, per_sender));
+    CHECK(by['c'] == numbered("c", 1, per_sender));
+    std::uint64_t recovered = 0, replayed = 0;
+    for (node* n : nodes) {
+      recovered += n->users.cluster_stats().history_recovered;
+      replayed += n->users.cluster_stats().history_replayed;
+      CHECK(n->users.cluster_stats().history_lost == 0);
+      // No live session ever had to catch up: the seam of each resume (replay, then the live
+      // messages held meanwhile above it) left no gap. (Gaps would heal, through history, so
+      // this is what shows the seam itself is right.)
+      CHECK(n->users.cluster_stats().history_gaps == 0);
+    }
+    CHECK(recovered == static_cast<std::uint64_t>(rounds));
+    MESSAGE(rounds << " resumes across 3 nodes, " << replayed << " messages replayed");
+    // Every history key has a TTL.
+    const std::vector<std::string> pttl_meta{"PTTL", "unit:history:dana"}, pttl_log{"PTTL", "unit:history-log:dana"};
+    CHECK((co_await redis_command(redis.port, pttl_meta))->integer > 0);
+    CHECK((co_await redis_command(redis.port, pttl_log))->integer > 0);
+    d->close();
+    on_b->close();
+    on_c->close();
+  });
+}
+
+TEST_CASE("redis_cluster history: overflow and other epochs are not recovered; the keys of a uid that went away expire") {
+  redis_server redis;
+  asio::io_context io;
+  auto ro = history_options(5);
+  node a(io, redis.port, "a", ro), b(io, redis.port, "b", ro);
+  ro.history.max_age = 150ms;
+  ro.history.position_ttl = 300ms;
+  node brief(io, redis.port, "brief", ro);
+  run(io, [&]() -> asio::awaitable<void> {
+    REQUIRE(co_await eventually([&] { return a.links_up() && b.links_up() && brief.links_up(); }));
+    const std::string uid = "erin";
+    herald::stream_position last;
+    for (int i = 1; i <= 8; ++i) {  // erin has no session anywhere: recorded all the same
+      const herald::message m = herald::message::text("e" + std::to_string(i));
+      const herald::cluster_delivery d = co_await a.users.unicast_confirmed(uid, m);
+      REQUIRE(d.position);
+      CHECK(d.position->offset == static_cast<std::uint64_t>(i));
+      CHECK(d.local == 0);
+      last = *d.position;
+    }
+    struct attempt {
+      herald::stream_position from;
+      herald::resume_state state;
+      std::vector<std::string> replay;
+    };
+    const std::vector<attempt> attempts{
+        {{last.epoch, 2}, herald::resume_state::not_recovered, {}},  // 3 was trimmed: only 4..8 kept
+        {{last.epoch, 3}, herald::resume_state::recovered, numbered("e", 4, 8)},
+        {{last.epoch, 8}, herald::resume_state::recovered, {}},
+        {{last.epoch, 9}, herald::resume_state::not_recovered, {}},
+        {{"0123456789abcdef", 5}, herald::resume_state::not_recovered, {}},
+    };
+    for (const auto& at : attempts) {
+      auto erin = std::make_shared<resumer>();
+      erin->uid = uid;
+      erin->pos = at.from;
+      auto e = co_await resume_on(b, erin);
+      co_await read_some(erin, e, at.replay.size());
+      CHECK(erin->welcomes.at(0).state == at.state);
+      CHECK(erin->welcomes.at(0).position == last);
+      CHECK(erin->got == at.replay);
+      e->close();
+      CHECK(!(co_await e->read()));
+    }
+    // On the node with a short max_age and position_ttl: the log goes first, then the position.
+    const herald::message m = herald::message::text("short-lived");
+    const std::string gone = "gone";
+    const herald::cluster_delivery d = co_await brief.users.unicast_confirmed(gone, m);
+    REQUIRE(d.position);
+    const std::vector<std::string> exists_log{"EXISTS", "unit:history-log:gone"}, exists_meta{"EXISTS", "unit:history:gone"};
+    CHECK((co_await redis_command(redis.port, exists_log))->integer == 1);
+    bool log_gone = false, position_gone = false;
+    for (int i = 0; i < 500 && !(log_gone && position_gone); ++i) {  // bounded: a hang guard, not a timing
+      log_gone = (co_await redis_command(redis.port, exists_log))->integer == 0;
+      position_gone = (co_await redis_command(redis.port, exists_meta))->integer == 0;
+      co_await pause(10ms);
+    }
+    CHECK(log_gone);
+    CHECK(position_gone);
+  });
+}
+
+TEST_CASE("redis_cluster history: Redis restarted without persistence: a new epoch; a live session is told its history was "
+          "lost, a resuming one is not recovered; both go on live") {
+  redis_server redis;
+  asio::io_context io;
+  const auto ro = history_options(100);
+  node a(io, redis.port, "a", ro), b(io, redis.port, "b", ro);
+  run(io, [&]() -> asio::awaitable<void> {
+    REQUIRE(co_await eventually([&] { return a.links_up() && b.links_up(); }));
+    auto fred = std::make_shared<resumer>(), gail = std::make_shared<resumer>();
+    fred->uid = "fred";
+    gail->uid = "gail";
+    auto f = co_await resume_on(a, fred);
+    auto g = co_await resume_on(b, gail);
+    CHECK(a.users.unicast("fred", "f1") == 1);
+    CHECK(b.users.unicast("gail", "g1") == 1);
+    co_await read_some(fred, f, 1);
+    co_await read_some(gail, g, 1);
+    const std::string old_epoch = fred->pos.epoch;
+    g->drop(true);  // gail is away while Redis restarts
+    REQUIRE(co_await eventually([&] { return b.users.session_count() == 0; }));
+
+    redis.kill();
+    REQUIRE(co_await eventually([&] { return !a.links_up() && !b.links_up(); }));
+    redis.start();
+    REQUIRE(co_await eventually([&] { return a.links_up() && b.links_up() && a.subscriptions() == 2; }, 20000ms));
+    // fred, live on a, catches up when a's subscriber is back: another epoch, so "lost".
+    while (fred->lost.empty() && fred->error.empty()) {
+      auto m = co_await f->read();
+      REQUIRE(m);
+      take(*fred, m->data);
+    }
+    REQUIRE(fred->lost.size() == 1);
+    CHECK(fred->lost[0].epoch != old_epoch);
+    CHECK(fred->lost[0].offset == 0);
+    CHECK(b.users.unicast("fred", "f2 after the restart") == 0);
+    co_await read_some(fred, f, 1);
+    CHECK(fred->got.back() == "f2 after the restart");
+    CHECK(fred->pos == herald::stream_position{fred->lost[0].epoch, 1});
+    CHECK(a.users.cluster_stats().history_lost == 1);
+
+    // gail resumes with the position of the lost epoch: not recovered, then live.
+    a.users.unicast("gail", "g2 while she was away, after the restart");
+    auto g2 = co_await resume_on(a, gail);
+    CHECK(gail->welcomes.back().state == herald::resume_state::not_recovered);
+    CHECK(gail->pos.epoch != old_epoch);
+    CHECK(gail->pos.offset == 1);
+    b.users.unicast("gail", "g3");
+    co_await read_some(gail, g2, 1);
+    CHECK(gail->got == std::vector<std::string>{"g1", "g3"});
+    CHECK(fred->error.empty());
+    CHECK(gail->error.empty());
+    f->close();
+    g2->close();
+  });
+}
+
+TEST_CASE("redis_cluster history: the subscriber links drop (CLIENT KILL TYPE pubsub) while messages flow: live sessions "
+          "catch up from history, nothing is lost") {
+  redis_server redis;
+  asio::io_context io;
+  const auto ro = history_options(5000);
+  node a(io, redis.port, "a", ro), b(io, redis.port, "b", ro);
+  run(io, [&]() -> asio::awaitable<void> {
+    REQUIRE(co_await eventually([&] { return a.links_up() && b.links_up(); }));
+    auto hope = std::make_shared<resumer>(), sender = std::make_shared<resumer>();
+    hope->uid = "hope";
+    sender->uid = "sender";
+    auto h = co_await resume_on(a, hope);
+    auto s = co_await resume_on(b, sender);
+    constexpr int count = 600;
+    asio::co_spawn(io, keep_sending(s, "hope", "m", count), asio::detached);
+    co_await read_some(hope, h, 50);
+    const std::vector<std::string> kill_subscribers{"CLIENT", "KILL", "TYPE", "pubsub"};
+    const auto killed = co_await redis_command(redis.port, kill_subscribers);
+    CHECK(killed->integer == 2);  // both nodes' subscribers
+    co_await read_some(hope, h, count - 50);
+    CHECK_MESSAGE(hope->error.empty(), hope->error);
+    CHECK(hope->got == numbered("m", 1, count));
+    CHECK(hope->lost.empty());
+    CHECK(a.users.cluster_stats().history_reads >= 2);  // the login, and the catch-up after the reconnection
+    MESSAGE("node a: " << a.users.cluster_stats().history_reads << " reads, " << a.users.cluster_stats().history_replayed
+                       << " replayed, " << a.users.cluster_stats().history_gaps << " gaps");
+    h->close();
+    s->close();
   });
 }

@@ -68,3 +68,31 @@ TEST_CASE("node ids") {
   CHECK_FALSE(herald::redis::valid_node_id("a:b"));
   CHECK_FALSE(herald::redis::valid_node_id("a b"));
 }
+
+TEST_CASE("a recorded message: epoch and offset between the node id and the kind") {
+  const std::string R(1, '\x1E');  // the mark
+  const std::string body = "hi " + R + " there";
+  const std::string p = R + "node-1" + R + "h3f9c0a7be1d24c55" + R + "42" + R + "t" + body;
+  auto e = unwrap(p);
+  CHECK(e.origin == "node-1");
+  CHECK(e.epoch == "3f9c0a7be1d24c55");
+  CHECK(e.offset == 42);
+  CHECK_FALSE(e.binary);
+  CHECK(e.body == body);
+  const std::string bin = R + "x" + R + "he" + R + "7" + R + "b\xff";  // e's views point into it
+  e = unwrap(bin);
+  CHECK(e.epoch == "e");
+  CHECK(e.offset == 7);
+  CHECK(e.binary);
+  CHECK(e.body == "\xff");
+  // Malformed: no offset, offset 0, not a number, no epoch, a bad epoch, no kind: the payload as it is.
+  for (const std::string& bad : {R + "x" + R + "he" + R + R + "t", R + "x" + R + "he" + R + "0" + R + "ta",
+                                 R + "x" + R + "he" + R + "1a" + R + "ta", R + "x" + R + "h" + R + "1" + R + "ta",
+                                 R + "x" + R + "he p" + R + "1" + R + "ta", R + "x" + R + "he" + R + "1" + R}) {
+    e = unwrap(bad);
+    CHECK(e.origin.empty());
+    CHECK(e.offset == 0);
+    CHECK(e.epoch.empty());
+    CHECK(e.body == bad);
+  }
+}

@@ -1,6 +1,8 @@
 // An HTTP push API, so that other systems (PHP, cron jobs, curl) can push without WebSocket:
 //
 //   POST /send/<uid>     body = the message  -> 200 {"delivered": n}
+//                        (with history on: {"delivered": n, "epoch": "<e>", "offset": k}, where
+//                        the message is in the uid's history; see history.hpp)
 //   POST /group/<name>   body = the message  -> 200 {"delivered": n}   (send_to_group)
 //   POST /broadcast      body = the message  -> 200 {"delivered": n}
 //   GET  /online/<uid>                       -> 200 {"online": true}
@@ -21,7 +23,8 @@
 // It works with any registry policy:
 //   - single_thread / multi_thread: as above;
 //   - redis_cluster: the answers add the cluster: {"delivered": n, "published": true,
-//     "nodes": k} (k other nodes took it from Redis; "published": false when Redis is down)
+//     "nodes": k} (k other nodes took it from Redis; "published": false when Redis is down),
+//     and with history /send adds "epoch" and "offset" (assigned in Redis)
 //     and {"online": b, "scope": "cluster"} (PUBSUB NUMSUB; "local" when Redis did not answer);
 //     /presence answers {"uids": n, "sessions": m, "nodes": k, "scope": "cluster"} (the
 //     cluster-wide counts of policy/redis_cluster.hpp, with their cost; "local" and this
@@ -47,6 +50,7 @@
 
 #include "detail/asio.hpp"
 #include "detail/utf8.hpp"
+#include "history.hpp"
 #include "http/request.hpp"
 #include "listen.hpp"
 #include "message.hpp"
@@ -191,12 +195,28 @@ concept clustered = requires(R& r, const std::string& uid, const message& m) {
   r.node_count_in_cluster();
 };
 
+// A registry that keeps history in memory (single_thread, multi_thread): /send answers with the
+// offset it assigned when history is on.
+template <class R>
+concept recording = requires(R& r, const std::string& uid, const message& m) {
+  r.unicast_recorded(uid, m);
+  r.options().history.enabled();
+};
+
 inline std::string delivered_json(std::size_t local) { return "{\"delivered\": " + std::to_string(local) + "}"; }
+
+// ", \"epoch\": \"<epoch>\", \"offset\": <n>" (the epoch is [0-9a-f] or empty: no escaping).
+inline std::string position_json(const stream_position& p) {
+  return ", \"epoch\": \"" + p.epoch + "\", \"offset\": " + std::to_string(p.offset);
+}
 
 template <class Delivery>
 std::string cluster_delivered_json(const Delivery& d) {
   std::string j = "{\"delivered\": " + std::to_string(d.local) + ", \"published\": ";
   j += d.nodes ? "true, \"nodes\": " + std::to_string(*d.nodes) : std::string("false");
+  if constexpr (requires { d.position; }) {
+    if (d.position) j += position_json(*d.position);
+  }
   j += "}";
   return j;
 }
@@ -387,6 +407,14 @@ class connection : public std::enable_shared_from_this<connection<Registry>> {
     if constexpr (clustered<Registry>) {
       const auto d = co_await users_.unicast_confirmed(uid, m);
       j = cluster_delivered_json(d);
+    } else if constexpr (recording<Registry>) {
+      if (users_.options().history.enabled()) {
+        const recorded_delivery d = users_.unicast_recorded(uid, m);
+        j = delivered_json(d.queued);
+        if (d.recorded) j.insert(j.size() - 1, position_json(d.position));
+      } else {
+        j = delivered_json(users_.unicast(uid, m));
+      }
     } else {
       j = delivered_json(users_.unicast(uid, m));
     }

@@ -29,6 +29,7 @@
 
 #include "detail/asio.hpp"
 #include "detail/utf8.hpp"
+#include "history.hpp"
 #include "message.hpp"
 #include "metrics.hpp"
 #include "ws_session.hpp"
@@ -60,12 +61,17 @@ struct registry_options {
   // Optional counters and gauges: logins, uids (see metrics.hpp). Unset, the registry counts
   // into the session_options::metrics of the sessions that log in.
   std::shared_ptr<herald::metrics> metrics{};
+  // Per-uid history with offsets and resume (history.hpp). Off unless max_messages > 0.
+  history_options history{};
 };
 
-// An authenticator's answer: a uid, or a refusal with the reason sent in the 1008 close.
+// An authenticator's answer: a uid, or a refusal with the reason sent in the 1008 close. With
+// history on, an accepted uid may come with the position the client resumes from
+// (accept(uid).resume_from(position), e.g. read from the URL: ws->target()).
 struct login_verdict {
   std::optional<std::string> uid;
   std::string reason;
+  std::optional<stream_position> resume;
 
   login_verdict() = default;
   login_verdict(std::string id) : uid(std::move(id)) {}
@@ -75,6 +81,15 @@ struct login_verdict {
     login_verdict v;
     v.reason = std::move(why);
     return v;
+  }
+  // The position of the last message the client processed (nullopt: none, start at the end).
+  login_verdict resume_from(std::optional<stream_position> p) && {
+    resume = std::move(p);
+    return std::move(*this);
+  }
+  login_verdict& resume_from(std::optional<stream_position> p) & {
+    resume = std::move(p);
+    return *this;
   }
 };
 
@@ -361,13 +376,14 @@ class [[nodiscard]] binding {
   binding() = default;
   explicit binding(close_status why) : why_(std::move(why)) {}
   binding(binding&& o) noexcept
-      : state_(std::move(o.state_)), node_(std::exchange(o.node_, nullptr)), why_(std::move(o.why_)) {}
+      : state_(std::move(o.state_)), node_(std::exchange(o.node_, nullptr)), why_(std::move(o.why_)), resume_(std::move(o.resume_)) {}
   binding& operator=(binding&& o) noexcept {
     if (this != &o) {
       reset();
       state_ = std::move(o.state_);
       node_ = std::exchange(o.node_, nullptr);
       why_ = std::move(o.why_);
+      resume_ = std::move(o.resume_);
     }
     return *this;
   }
@@ -383,6 +399,12 @@ class [[nodiscard]] binding {
   Session& session() const noexcept { return *node_->session; }
   // Why login failed (when this binding is empty).
   const close_status& status() const noexcept { return why_; }
+  // What login did about history: state off when the registry keeps none; otherwise fresh,
+  // recovered or not_recovered, and the position the session goes on from.
+  const resume_result& history() const noexcept {
+    static const resume_result off;
+    return resume_ ? *resume_ : off;
+  }
 
   // Unbinds now rather than at destruction.
   void reset() noexcept {
@@ -395,11 +417,13 @@ class [[nodiscard]] binding {
   friend class registry<Session, Policy>;
   template <class, class, class>
   friend class detail::one_thread_registry;
-  binding(std::shared_ptr<state_type> st, node_type* n) noexcept : state_(std::move(st)), node_(n) {}
+  binding(std::shared_ptr<state_type> st, node_type* n, std::unique_ptr<resume_result> r = nullptr) noexcept
+      : state_(std::move(st)), node_(n), resume_(std::move(r)) {}
 
   std::shared_ptr<state_type> state_;
   node_type* node_ = nullptr;
   close_status why_;
+  std::unique_ptr<resume_result> resume_;  // with history only: one pointer per session otherwise
 };
 
 // "uid:text" -> {"uid", "text"}, split at the first ':' so the text may hold colons.

@@ -11,9 +11,14 @@
 // answers over plain HTTP (types, 404, 405, no path traversal), then opens two pages: alice
 // and bob log in; alice sends to bob and only bob sees it; bob broadcasts and both see it
 // exactly once; a login as "all" shows the 1008 refusal. Saves a screenshot of both pages.
+// Then --history (issue 16): a second server with --history 50 and the HTTP API, reached
+// through a TCP proxy that the test cuts (RST) and holds down: carol's page reconnects with
+// backoff and shows "recovered" and exactly the messages sent while it was away, in order;
+// after more than history keeps, "not recovered", then live messages again.
 // Kills only the processes it started. Prints "N passed, M failed"; exits non-zero on failure.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -31,6 +36,7 @@ const extraServerArgs = (process.env.HERALD_SERVER_ARGS || '').split(/\s+/).filt
 const deflate = extraServerArgs.includes('--deflate');
 const STEP_MS = 10000;    // any single wait in the page
 const OVERALL_MS = 150000;
+const API_KEY = 'browser-history-key';
 
 if (!serverBinary) {
   console.error('usage: node browser_test.mjs PATH/TO/uid_push_server [SCREENSHOT.png]');
@@ -41,6 +47,8 @@ if (!fs.existsSync(chromiumPath)) skip(`no chromium at ${chromiumPath}: apt-get 
 let passed = 0;
 let failed = 0;
 let server = null;       // the ChildProcess of uid_push_server
+let historyServer = null;  // the one with --history (apiPort: its HTTP API)
+let proxy = null;        // the TCP proxy in front of it
 let context = null;      // the browser (persistent context in a fresh profile directory)
 let profileDir = null;
 
@@ -75,9 +83,9 @@ function freePort() {
   });
 }
 
-function startServerOn(port) {
+function startServerOn(port, args = []) {
   return new Promise((resolve) => {
-    const proc = spawn(serverBinary, ['--address', '127.0.0.1', '--port', String(port), '--web', webDir, ...extraServerArgs],
+    const proc = spawn(serverBinary, ['--address', '127.0.0.1', '--port', String(port), '--web', webDir, ...args, ...extraServerArgs],
                        { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     let done = false;
@@ -88,25 +96,28 @@ function startServerOn(port) {
       resolve({ ok, proc, why });
     };
     const timer = setTimeout(() => finish(false, `no "listening" line within 10 s (got ${JSON.stringify(out)})`), 10000);
+    const wantApi = args.includes('--http-port');
     proc.stdout.on('data', (d) => {
       out += d;
-      if (out.includes('\n')) {
-        const line = out.split('\n')[0];
-        finish(line.startsWith(`uid_push_server listening on 127.0.0.1:${port} `) && line.includes('web page'), line);
-      }
+      const lines = out.split('\n');
+      if (lines.length < (wantApi ? 3 : 2)) return;
+      const ok = lines[0].startsWith(`uid_push_server listening on 127.0.0.1:${port} `) && lines[0].includes('web page');
+      if (wantApi) proc.apiPort = Number(lines[1].split('http api on 127.0.0.1:')[1]);
+      finish(ok && (!wantApi || proc.apiPort > 0), out);
     });
     proc.on('exit', (code) => finish(false, `server exited with ${code} (${JSON.stringify(out)})`));
     proc.on('error', (e) => finish(false, String(e)));
   });
 }
 
-async function startServer() {
+async function startServer(args = []) {
   let why = '';
   for (let i = 0; i < 3; i++) {  // a free port may be taken between probing and binding
     const port = await freePort();
-    const r = await startServerOn(port);
+    const r = await startServerOn(port, args);
     if (r.ok) {
-      server = r.proc;
+      if (args.length) historyServer = r.proc;
+      else server = r.proc;
       return port;
     }
     why = r.why;
@@ -117,6 +128,58 @@ async function startServer() {
 
 function stopServer(proc) {
   if (proc && proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+}
+
+// A TCP proxy to 127.0.0.1:target that the test can cut: cut() resets every connection (RST, as
+// a network that goes away) and refuses new ones until up().
+function startProxy(target) {
+  const sockets = new Set();
+  let down = false;
+  const listener = net.createServer((client) => {
+    if (down) return client.resetAndDestroy();
+    const upstream = net.connect(target, '127.0.0.1');
+    const end = () => {
+      for (const s of [client, upstream]) {
+        s.destroy();
+        sockets.delete(s);
+      }
+    };
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', end);
+      s.on('close', end);
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  return new Promise((resolve) => listener.listen(0, '127.0.0.1', () => resolve({
+    port: listener.address().port,
+    cut() {
+      down = true;
+      for (const s of sockets) s.resetAndDestroy();
+      sockets.clear();
+    },
+    up() { down = false; },
+    close() {
+      listener.close();
+      for (const s of sockets) s.destroy();
+    },
+  })));
+}
+
+// POST /send/<uid> to the HTTP API -> the parsed JSON answer.
+function push(apiPort, uid, text) {
+  return new Promise((resolve, reject) => {
+    const body = Buffer.from(text);
+    const req = http.request({ host: '127.0.0.1', port: apiPort, method: 'POST', path: '/send/' + encodeURIComponent(uid),
+                               headers: { Authorization: 'Bearer ' + API_KEY, 'Content-Length': body.length } }, (res) => {
+      let data = '';
+      res.on('data', (d) => { data += d; });
+      res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(data)) : reject(new TestFailure(`POST: ${res.statusCode} ${data}`))));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
 }
 
 // One raw HTTP request (the exact target, unnormalised) -> { status, headers, body }.
@@ -266,8 +329,9 @@ async function main() {
 
   await step(deflate ? 'chromium negotiated permessage-deflate' : 'no extension without --deflate', async () => {
     for (const [who, page] of [['alice', alice], ['bob', bob]]) {
-      // app.js keeps its WebSocket in `socket`; Chromium offers permessage-deflate by itself.
-      const extensions = await page.evaluate(() => socket.extensions);
+      // app.js keeps its connection in `link` (resume.js: link.ws is the WebSocket); Chromium
+      // offers permessage-deflate by itself.
+      const extensions = await page.evaluate(() => link.ws.extensions);
       if (deflate) {
         check(extensions.startsWith('permessage-deflate'), `${who}: extensions ${JSON.stringify(extensions)}`);
         console.log(`  ${who}'s page: Sec-WebSocket-Extensions: ${extensions}`);
@@ -323,15 +387,58 @@ async function main() {
     await expectReceived(alice, 'alice', bigDoc ? [broadcast, bigDoc] : [broadcast]);  // nobody else was disturbed
   });
 
+  let carol = null;
+  const sent = [];  // what carol's page must show, in order
+  await step('history: a page cut off (RST) reconnects and shows "recovered" and what it missed', async () => {
+    const hport = await startServer(['--history', '50', '--http-port', '0', '--api-key', API_KEY]);
+    proxy = await startProxy(hport);
+    carol = await context.newPage();
+    carol.on('pageerror', (e) => pageErrors.push(`carol: ${e.message}`));
+    await carol.goto(`http://127.0.0.1:${proxy.port}/`, { timeout: STEP_MS });
+    await logIn(carol, 'carol');
+    await waitForStatus(carol, 'online', 'logged in as carol · fresh');
+    for (let i = 1; i <= 3; i++) {
+      const j = await push(historyServer.apiPort, 'carol', `before ${i}`);
+      check(j.offset === i && j.delivered === 1, `POST: ${JSON.stringify(j)}`);
+      sent.push(`before ${i}`);
+    }
+    await waitForMessage(carol, 'carol', 'before 3');
+    proxy.cut();
+    await waitForStatus(carol, 'connecting', 'connection lost');
+    for (let i = 1; i <= 5; i++) {
+      await push(historyServer.apiPort, 'carol', `while away ${i}`);
+      sent.push(`while away ${i}`);
+    }
+    proxy.up();
+    await waitForStatus(carol, 'online', 'logged in as carol · recovered');
+    await waitForMessage(carol, 'carol', 'while away 5');
+    await carol.waitForTimeout(300);  // and no late duplicates
+    await expectReceived(carol, 'carol', sent);
+  });
+
+  await step('history: "not recovered" after more than history keeps, then live again', async () => {
+    proxy.cut();
+    await waitForStatus(carol, 'connecting', 'connection lost');
+    for (let i = 1; i <= 60; i++) await push(historyServer.apiPort, 'carol', `lost ${i}`);
+    proxy.up();
+    await waitForStatus(carol, 'online', 'logged in as carol · not recovered');
+    await push(historyServer.apiPort, 'carol', 'live again');
+    sent.push('live again');
+    await waitForMessage(carol, 'carol', 'live again');
+    await expectReceived(carol, 'carol', sent);
+    const notes = await carol.$$eval('#messages li.note .text', (els) => els.map((e) => e.textContent));
+    check(notes.some((n) => n.startsWith('recovered')) && notes.some((n) => n.startsWith('not recovered')), `notes ${notes}`);
+  });
+
   await step('screenshot saved', async () => {
     // Both pages side by side, in one image.
     const shots = [];
-    for (const [who, page] of [['alice', alice], ['bob', bob]]) {
+    for (const [who, page] of [['alice', alice], ['bob', bob], ['carol', carol]]) {
       await page.bringToFront();
       shots.push([who, (await page.screenshot()).toString('base64')]);
     }
     const board = await context.newPage();
-    await board.setViewportSize({ width: 1960, height: 660 });
+    await board.setViewportSize({ width: 2940, height: 660 });
     await board.setContent(`<body style="margin:0;padding:10px;background:#cfd4dc;font:16px sans-serif;display:flex;gap:20px">${
       shots.map(([who, png]) => `<figure style="margin:0"><figcaption style="padding:0 0 6px">${who}'s page</figcaption>` +
                                 `<img style="display:block;border:1px solid #8891a0" src="data:image/png;base64,${png}"></figure>`).join('')}</body>`);
@@ -349,7 +456,9 @@ async function main() {
 
 async function cleanup() {
   if (context) await context.close().catch(() => {});
+  if (proxy) proxy.close();
   stopServer(server);
+  stopServer(historyServer);
   if (profileDir) fs.rmSync(profileDir, { recursive: true, force: true });
 }
 

@@ -36,7 +36,10 @@ class one_thread_registry {
   // by registry_options::auth_timeout). A refusal, an invalid uid, a timeout or a duplicate
   // under `reject` closes the session with 1008 and a reason (an authenticator that throws or
   // times out: 1011), completes the closing handshake and returns an empty binding. The
-  // session must live on the registry's io_context.
+  // session must live on the registry's io_context. With history on (registry_options::
+  // history), the verdict's resume position (login_verdict::resume_from) is honoured: the
+  // welcome, the replay and then live messages, in that order (binding::history() says what
+  // happened).
   template <class Authenticate>
   [[nodiscard]] asio::awaitable<binding_type> login(Session& s, Authenticate authenticate,
                                                     clock::duration deadline = std::chrono::seconds(10)) {
@@ -68,7 +71,22 @@ class one_thread_registry {
     st->count(s, metrics::logins_ok);
     if (st->options.duplicates == duplicate_login::replace) replace_older(*st, *judged.verdict.uid);
     auto* n = st->attach(std::move(session), std::move(*judged.verdict.uid));
-    co_return binding_type(st, n);
+    binding_type bound(st, n);  // from here on, however this coroutine ends, n is unbound
+    if (st->options.history.enabled()) {
+      if constexpr (requires(State& x, typename State::node* y, std::optional<stream_position> p) { x.begin_resume(y, std::move(p)); }) {
+        // redis_cluster: the stream is in Redis; the welcome and the replay follow its answer.
+        auto wait = st->begin_resume(n, std::move(judged.verdict.resume));
+        if (!wait->done) {
+          error_code ec;
+          co_await wait->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        }
+        bound.resume_ = std::make_unique<resume_result>(st->end_resume(*wait));
+      } else {
+        // In memory: the welcome and the replay are queued now, in the step that attached n.
+        bound.resume_ = std::make_unique<resume_result>(st->resume(n, judged.verdict.resume));
+      }
+    }
+    co_return std::move(bound);
   }
 
   // Every method below may be called from any thread: on the registry's thread it runs at

@@ -77,9 +77,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "../history.hpp"
 #include "../registry.hpp"
 #include "one_thread.hpp"
 #include "../redis/envelope.hpp"
+#include "../redis/history_functions.hpp"
 #include "../redis/pubsub.hpp"
 
 namespace herald {
@@ -103,12 +105,21 @@ struct cluster_stats {
   std::uint64_t oversize = 0;     // messages from Redis over max_message_size, dropped
   std::uint64_t unrouted = 0;     // messages on a channel that is not ours (should not happen)
   std::uint64_t invalid_text = 0; // text messages from Redis that are not UTF-8, dropped
+  // History (registry_options::history), this node's side of it:
+  std::uint64_t history_reads = 0;          // FCALL herald_read_1 sent: logins, gaps, reconnections
+  std::uint64_t history_recovered = 0;      // logins that resumed with everything they missed
+  std::uint64_t history_not_recovered = 0;  // logins told "not recovered" (Redis unanswered included)
+  std::uint64_t history_replayed = 0;       // messages replayed (logins and gaps)
+  std::uint64_t history_gaps = 0;           // live sessions that had to catch up (a gap, another epoch)
+  std::uint64_t history_lost = 0;           // live sessions told their position was lost
+  std::uint64_t history_unanswered = 0;     // reads that got no answer (the link to Redis dropped)
 };
 
 // The answer of unicast_confirmed() / send_to_group_confirmed() / broadcast_confirmed().
 struct cluster_delivery {
-  std::size_t local = 0;               // sessions of this node it was queued to
+  std::size_t local = 0;               // sessions of this node it was queued to (with history: addressed to)
   std::optional<long long> nodes;      // other nodes that received it from Redis; nullopt: not published
+  std::optional<stream_position> position;  // with history: where it is in the uid's history
 };
 
 // The answer of online_in_cluster().
@@ -162,17 +173,22 @@ struct redis_cluster_state : one_thread_state<Session, redis_cluster_state<Sessi
   }
 
   std::size_t unicast(std::string_view uid, const message& m) {
+    if (history_on()) {  // through Redis, to this node's sessions too
+      if (!valid_uid(uid, this->options)) return 0;
+      push_recorded(uid, m);
+      return this->sessions_of(uid);
+    }
     const std::size_t queued = deliver_to_uid(uid, m);
     publish(uid_prefix, uid, m);
     return queued;
   }
   std::size_t broadcast(const message& m) {
-    const std::size_t queued = deliver_to_all(m);
+    const std::size_t queued = deliver_to_all(history_frame(this->options.history, 0, m));
     bus->publish(all_channel, envelope_of(m));
     return queued;
   }
   std::size_t send_to_group(std::string_view group, const message& m) {
-    const std::size_t queued = deliver_to_group(group, m);
+    const std::size_t queued = groups.find(group) == groups.end() ? 0 : deliver_to_group(group, history_frame(this->options.history, 0, m));
     publish(group_prefix, group, m);
     return queued;
   }
@@ -186,7 +202,16 @@ struct redis_cluster_state : one_thread_state<Session, redis_cluster_state<Sessi
     st->bus->on_connect([self](redis::link which, bool again) {
       if (again) detail::count(self->options, metrics::redis_reconnects);
       if (which == redis::link::publisher) self->report_presence();  // at once, not at the next tick
+      if (self->history_on()) self->history_link_up(which);
     });
+    if (st->history_on()) {
+      st->bus->on_subscribed([self](std::string_view channel) { self->on_subscribed(channel); });
+      st->bus->setup_command({"FUNCTION", "LOAD", "REPLACE", std::string(redis::history_library)});
+      const auto& h = st->options.history;
+      st->history_limits[0] = std::to_string(h.max_messages);
+      st->history_limits[1] = std::to_string(h.max_age.count());
+      st->history_limits[2] = std::to_string(h.position_ttl.count());
+    }
     st->bus->subscribe(st->all_channel);
     st->bus->start();
     if (st->cluster.presence_interval > clock::duration::zero()) {
@@ -250,9 +275,11 @@ struct redis_cluster_state : one_thread_state<Session, redis_cluster_state<Sessi
   }
 
   // A message from Redis: skip our own, deliver the rest to the local sessions concerned.
+  // (Recorded messages are not skipped: with history every session, this node's included,
+  // gets a uid's messages from Redis, in the order Redis gave them their offsets.)
   void on_redis(std::string_view ch, std::string_view payload) {
     const redis::envelope e = redis::unwrap(payload);
-    if (!e.origin.empty() && e.origin == node_id) {
+    if (!e.origin.empty() && e.origin == node_id && e.offset == 0) {
       ++stats.own_echoes;
       return;
     }
@@ -260,13 +287,21 @@ struct redis_cluster_state : one_thread_state<Session, redis_cluster_state<Sessi
       ++stats.oversize;
       return;
     }
-    auto body = [&e] { return e.binary ? message::binary(e.body) : message::text(e.body); };  // empty if not UTF-8
+    // The frame: empty if the text is not UTF-8; with history, formatted (offset 0 when not recorded).
+    auto body = [this, &e] { return frame_of(e.offset, e.binary, e.body); };
     if (ch == all_channel) {
       ++stats.from_redis;
       if (!all.empty()) deliver(body(), [this](const message& m) { deliver_to_all(m); });
     } else if (const auto uid = name_in(ch, uid_prefix)) {
       ++stats.from_redis;
-      if (uids.find(*uid) != uids.end()) deliver(body(), [this, uid](const message& m) { deliver_to_uid(*uid, m); });
+      if (uids.find(*uid) == uids.end()) return;
+      if (!history_on()) {
+        deliver(body(), [this, uid](const message& m) { deliver_to_uid(*uid, m); });
+      } else if (auto f = feeds.find(*uid); f != feeds.end()) {
+        deliver(body(), [&](const message& m) {
+          for (auto& c : f->second) deliver_live(*c, e.epoch, e.offset, m);
+        });
+      }
     } else if (const auto group = name_in(ch, group_prefix)) {
       ++stats.from_redis;
       if (groups.find(*group) != groups.end()) deliver(body(), [this, group](const message& m) { deliver_to_group(*group, m); });
@@ -287,6 +322,12 @@ struct redis_cluster_state : one_thread_state<Session, redis_cluster_state<Sessi
 
   node* attach(std::shared_ptr<Session> session, std::string uid) {
     auto [n, first_of_uid] = index::attach(std::move(session), std::move(uid));
+    if (history_on()) {  // its live messages wait until login has read the stream
+      auto c = std::make_unique<cursor>();
+      c->n = n;
+      c->id = ++cursors_made;
+      feeds[n->uid].push_back(std::move(c));
+    }
     if (first_of_uid) {
       this->count(*n->session, metrics::uids);
       hold(uid_prefix, n->uid);
@@ -295,10 +336,270 @@ struct redis_cluster_state : one_thread_state<Session, redis_cluster_state<Sessi
   }
 
   void detach(node* n) noexcept {
+    if (!n->detached && history_on()) drop_cursor(n);
     const bool last_of_uid = index::detach(n, [this](std::string_view group) { release(group_prefix, group); });
     if (!last_of_uid) return;
     this->count(*n->session, metrics::uids, -1);
     release(uid_prefix, n->uid);
+  }
+
+  // ---- history (registry_options::history): the streams are in Redis ----
+  //
+  // Every local session of a uid has a cursor: the position of the last recorded message it
+  // was given. A recorded message from Redis that follows it goes out at once; one it already
+  // has is skipped; anything else (a gap: messages this node missed while its subscriber link
+  // was down; another epoch: Redis lost the stream) makes it catch up: live messages wait in
+  // `held` while herald_read_1 fetches what comes after the position (after the uid's
+  // SUBSCRIBE is confirmed, so that nothing published after the read can be missed), then the
+  // replay goes out, then the held messages above it. Login is the first catch-up, from the
+  // client's position, with the welcome before the replay.
+
+  bool history_on() const noexcept { return this->options.history.enabled(); }
+
+  // A login waiting for its first catch-up.
+  struct resume_wait {
+    explicit resume_wait(const asio::any_io_executor& ex) : timer(ex) {}
+    asio::steady_timer timer;  // cancelled when done
+    bool done = false;
+    resume_result result;
+    std::string uid;
+    std::uint64_t cursor_id = 0;
+  };
+  struct held_message {
+    std::string epoch;
+    std::uint64_t offset = 0;  // 0: not recorded
+    message frame;
+  };
+  struct cursor {
+    node* n = nullptr;
+    std::uint64_t id = 0;
+    std::string epoch;
+    std::uint64_t offset = 0;
+    bool catching_up = true;  // live messages wait in `held`
+    bool read_sent = false;   // herald_read_1 is on its way (else it waits for the subscription or the publisher)
+    bool overflowed = false;  // `held` overflowed: read again once this read is through
+    std::uint64_t generation = 0;  // of the read on its way: answers to older ones are ignored
+    std::vector<held_message> held;
+    std::shared_ptr<resume_wait> login;  // the login of this session, until its welcome
+    std::optional<stream_position> from;  // the position it asked for
+  };
+
+  // The frame of a message from Redis (or of a replayed entry): formatted once.
+  message frame_of(std::uint64_t offset, bool binary, std::string_view body) const {
+    const auto& h = this->options.history;
+    if (h.enabled() && h.format) {
+      if (!binary && !is_valid_utf8(body.data(), body.size())) return message{};
+      return h.format(offset, body, binary);
+    }
+    return binary ? message::binary(body) : message::text(body);
+  }
+
+  // FCALL herald_push_1: offset, append and PUBLISH in one round trip. Counted as a publication.
+  std::vector<std::string_view> push_args(std::string_view uid, const message& m) const {
+    return {"FCALL", "herald_push_1", "0", cluster.prefix, uid, m.payload(), m.op() == ws::opcode::binary ? "b" : "t",
+            node_id, history_limits[0], history_limits[1], history_limits[2]};
+  }
+  void push_recorded(std::string_view uid, const message& m) { bus->publish_command(push_args(uid, m)); }
+
+  cursor* find_cursor(std::string_view uid, std::uint64_t id) {
+    auto f = feeds.find(uid);
+    if (f == feeds.end()) return nullptr;
+    for (auto& c : f->second)
+      if (c->id == id) return c.get();
+    return nullptr;
+  }
+
+  void drop_cursor(node* n) noexcept {
+    auto f = feeds.find(std::string_view(n->uid));
+    if (f == feeds.end()) return;
+    auto& list = f->second;
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      if (list[i]->n != n) continue;
+      if (auto w = std::move(list[i]->login)) {  // its login returns at once (the session is gone)
+        resume_result r;
+        r.state = list[i]->from ? resume_state::not_recovered : resume_state::fresh;
+        finish_login(*w, std::move(r));
+      }
+      list[i] = std::move(list.back());
+      list.pop_back();
+      break;
+    }
+    if (list.empty()) feeds.erase(f);
+  }
+
+  std::shared_ptr<resume_wait> begin_resume(node* n, std::optional<stream_position> from) {
+    auto w = std::make_shared<resume_wait>(this->owner.executor());
+    // Redis answers within request_timeout or is taken as down; the subscription comes first.
+    w->timer.expires_after(2 * cluster.redis.request_timeout);
+    w->uid = n->uid;
+    cursor* c = nullptr;
+    if (auto f = feeds.find(std::string_view(n->uid)); f != feeds.end())
+      for (auto& x : f->second)
+        if (x->n == n) c = x.get();
+    if (!c) {
+      w->done = true;
+      return w;
+    }
+    w->cursor_id = c->id;
+    c->login = w;
+    c->from = std::move(from);
+    start_catch_up(*c);
+    return w;
+  }
+
+  // After the login's wait: its result, or, when Redis did not answer in time, the welcome
+  // without a position (the session's first live message will then tell it where it is).
+  resume_result end_resume(resume_wait& w) {
+    if (!w.done) {
+      if (cursor* c = find_cursor(w.uid, w.cursor_id); c && c->login.get() == &w) {
+        resume_result r;
+        r.state = c->from ? resume_state::not_recovered : resume_state::fresh;
+        if (c->from) ++stats.history_not_recovered;
+        c->epoch.clear();
+        c->offset = 0;
+        welcome(*c, std::move(r));  // the read, when it comes, is a catch-up like any other
+      } else {
+        w.done = true;
+      }
+    }
+    return w.result;
+  }
+
+  void finish_login(resume_wait& w, resume_result r) {
+    w.result = std::move(r);
+    w.done = true;
+    w.timer.cancel();
+  }
+
+  void welcome(cursor& c, resume_result r) {
+    if (this->options.history.welcome) {
+      if (message m = this->options.history.welcome(c.n->uid, r)) session_access::send_here(*c.n->session, m);
+    }
+    auto w = std::move(c.login);
+    c.from.reset();
+    if (w) finish_login(*w, std::move(r));
+  }
+
+  void start_catch_up(cursor& c) {
+    c.catching_up = true;
+    c.read_sent = false;
+    ++c.generation;
+    if (bus->confirmed(channel(uid_prefix, c.n->uid))) send_read(c);
+  }
+
+  void send_read(cursor& c) {
+    const bool resume = c.login ? c.from.has_value() : true;
+    const std::string& epoch = c.login ? (c.from ? c.from->epoch : c.epoch) : c.epoch;
+    const std::string offset = std::to_string(c.login ? (c.from ? c.from->offset : 0) : c.offset);
+    const std::vector<std::string_view> args{"FCALL", "herald_read_1", "0", cluster.prefix, c.n->uid, resume ? "resume" : "fresh",
+                                             epoch, offset, history_limits[0], history_limits[1], history_limits[2]};
+    c.read_sent = bus->command(args, [weak = this->weak_from_this(), uid = c.n->uid, id = c.id, gen = c.generation](redis::reply_ptr r) {
+      if (auto st = weak.lock()) st->on_read(uid, id, gen, std::move(r));
+    });
+    if (c.read_sent) ++stats.history_reads;
+  }
+
+  // The answer of herald_read_1: {epoch, top, 0 fresh | 1 recovered, entries... | 2 not recovered}.
+  void on_read(const std::string& uid, std::uint64_t id, std::uint64_t generation, redis::reply_ptr r) {
+    cursor* c = find_cursor(uid, id);
+    if (!c || c->generation != generation) return;
+    c->read_sent = false;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 3 || r->element[1]->type != REDIS_REPLY_INTEGER ||
+        r->element[2]->type != REDIS_REPLY_INTEGER) {
+      ++stats.history_unanswered;  // read again when the links are back (history_link_up)
+      return;
+    }
+    stream_position top{std::string(redis::text_of(r->element[0])), static_cast<std::uint64_t>(r->element[1]->integer)};
+    const long long state = r->element[2]->integer;
+    const std::uint64_t after = c->login ? (c->from ? c->from->offset : top.offset) : c->offset;
+    std::vector<message> replay;
+    bool covered = state == 1;
+    for (std::size_t i = 3; covered && i < r->elements; ++i) {
+      const auto entry = redis::parse_history_entry(redis::text_of(r->element[i]));
+      covered = entry && entry->offset == after + replay.size() + 1;
+      if (covered) replay.push_back(frame_of(entry->offset, entry->binary, entry->body));
+    }
+    if (covered && after + replay.size() != top.offset) covered = false;  // not the whole of it
+    if (!covered) replay.clear();
+    if (c->login) {
+      resume_result res;
+      res.state = !c->from ? resume_state::fresh : covered ? resume_state::recovered : resume_state::not_recovered;
+      res.position = top;
+      res.replayed = replay.size();
+      if (res.state == resume_state::recovered) ++stats.history_recovered;
+      if (res.state == resume_state::not_recovered) ++stats.history_not_recovered;
+      welcome(*c, std::move(res));
+    } else if (!covered) {
+      ++stats.history_lost;
+      if (this->options.history.lost) {
+        resume_result res;
+        res.state = resume_state::not_recovered;
+        res.position = top;
+        if (message m = this->options.history.lost(uid, res)) session_access::send_here(*c->n->session, m);
+      }
+    }
+    stats.history_replayed += replay.size();
+    for (auto& m : replay)
+      if (m) session_access::send_here(*c->n->session, m);
+    c->epoch = std::move(top.epoch);
+    c->offset = top.offset;
+    c->catching_up = false;
+    auto held = std::move(c->held);
+    c->held.clear();
+    if (std::exchange(c->overflowed, false)) {
+      start_catch_up(*c);
+      return;
+    }
+    for (auto& h : held) deliver_live(*c, h.epoch, h.offset, h.frame);
+  }
+
+  // One live message from Redis for `c`'s uid (offset 0: not recorded).
+  void deliver_live(cursor& c, std::string_view epoch, std::uint64_t offset, const message& frame) {
+    if (c.catching_up) {
+      if (c.held.size() >= this->options.history.max_messages) {
+        c.overflowed = true;  // more than history holds arrived during one read: read again after it
+        c.held.clear();
+      }
+      if (!c.overflowed) c.held.push_back({std::string(epoch), offset, frame});
+      return;
+    }
+    if (offset == 0) {
+      session_access::send_here(*c.n->session, frame);
+      return;
+    }
+    if (epoch == c.epoch) {
+      if (offset <= c.offset) return;  // had it already (replayed)
+      if (offset == c.offset + 1) {
+        session_access::send_here(*c.n->session, frame);
+        c.offset = offset;
+        return;
+      }
+    }
+    ++stats.history_gaps;  // missed messages, or another epoch: ask Redis, hold this one meanwhile
+    start_catch_up(c);
+    c.held.push_back({std::string(epoch), offset, frame});
+  }
+
+  // The uid's subscription is confirmed: the catch-ups waiting for it read now.
+  void on_subscribed(std::string_view ch) {
+    const auto uid = name_in(ch, uid_prefix);
+    if (!uid) return;
+    auto f = feeds.find(*uid);
+    if (f == feeds.end()) return;
+    for (auto& c : f->second)
+      if (c->catching_up && !c->read_sent) send_read(*c);
+  }
+
+  // A link is back: after the subscriber was down every session may have missed messages
+  // (each catches up once its SUBSCRIBE is confirmed again); after the publisher was down,
+  // the reads it lost are sent again.
+  void history_link_up(redis::link which) {
+    for (auto& [uid, list] : feeds) {
+      for (auto& c : list) {
+        if (which == redis::link::subscriber) start_catch_up(*c);
+        else if (c->catching_up && !c->read_sent && bus->confirmed(channel(uid_prefix, uid))) send_read(*c);
+      }
+    }
   }
 
   bool join(node* n, std::string_view group) {
@@ -344,6 +645,10 @@ struct redis_cluster_state : one_thread_state<Session, redis_cluster_state<Sessi
   std::optional<asio::steady_timer> presence_timer;
   herald::cluster_stats stats;
   bool stopped = false;
+  // History: the cursors of the local sessions by uid, and the limits as FCALL arguments.
+  std::unordered_map<std::string, std::vector<std::unique_ptr<cursor>>, transparent_hash, std::equal_to<>> feeds;
+  std::uint64_t cursors_made = 0;
+  std::string history_limits[3];
 };
 }  // namespace detail
 
@@ -388,6 +693,19 @@ class registry<Session, redis_cluster>
       co_return out;
     }
     if (!m) co_return out;
+    if (st->history_on()) {  // FCALL herald_push_1: {epoch, offset, receivers}
+      if (!detail::valid_uid(uid, st->options)) co_return out;
+      out.local = st->sessions_of(uid);
+      const bool self_subscribed = st->bus->subscribed(st->channel(st->uid_prefix, uid));
+      const std::vector<std::string_view> args = st->push_args(uid, m);
+      const redis::reply_ptr r = co_await st->bus->request(args, true);
+      if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 3 && r->element[1]->type == REDIS_REPLY_INTEGER &&
+          r->element[2]->type == REDIS_REPLY_INTEGER) {
+        out.position = stream_position{std::string(redis::text_of(r->element[0])), static_cast<std::uint64_t>(r->element[1]->integer)};
+        out.nodes = std::max(0LL, r->element[2]->integer - (self_subscribed ? 1 : 0));
+      }
+      co_return out;
+    }
     out.local = st->deliver_to_uid(uid, m);
     const std::string channel = st->channel(st->uid_prefix, uid);
     out.nodes = co_await st->publish_confirmed(channel, m);
@@ -401,7 +719,7 @@ class registry<Session, redis_cluster>
       co_return out;
     }
     if (!m) co_return out;
-    out.local = st->deliver_to_all(m);
+    out.local = st->deliver_to_all(detail::history_frame(st->options.history, 0, m));
     out.nodes = co_await st->publish_confirmed(st->all_channel, m);
     co_return out;
   }
@@ -416,7 +734,7 @@ class registry<Session, redis_cluster>
       co_return out;
     }
     if (!m) co_return out;
-    out.local = st->deliver_to_group(group, m);
+    if (st->groups.find(group) != st->groups.end()) out.local = st->deliver_to_group(group, detail::history_frame(st->options.history, 0, m));
     const std::string channel = st->channel(st->group_prefix, group);
     out.nodes = co_await st->publish_confirmed(channel, m);
     co_return out;

@@ -25,6 +25,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -80,6 +81,11 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
   // Called each time a connection is up (connected, authenticated, resubscribed);
   // `again`: not the first time for that link, i.e. a reconnection.
   using connect_handler = std::function<void(link which, bool again)>;
+  // Called when Redis has confirmed a SUBSCRIBE and no other for that channel is on its way:
+  // from then on every PUBLISH on it reaches this node (until the link drops).
+  using subscribed_handler = std::function<void(std::string_view channel)>;
+  // The reply to a command (null: the publisher was lost before Redis answered).
+  using reply_handler = std::function<void(reply_ptr)>;
 
   pubsub(asio::any_io_executor ex, options o, handler h)
       : ex_(std::move(ex)), opts_(std::move(o)), handler_(std::move(h)), pub_retry_(ex_), sub_retry_(ex_) {}
@@ -88,6 +94,11 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
 
   // Set before start().
   void on_connect(connect_handler h) { on_connect_ = std::move(h); }
+  void on_subscribed(subscribed_handler h) { on_subscribed_ = std::move(h); }
+  // A command written first on every publisher connection (after AUTH), before anything
+  // else may be sent on it (e.g. FUNCTION LOAD of the functions later commands call). An
+  // error answer is logged. Set before start().
+  void setup_command(std::vector<std::string> args) { setup_.push_back(std::move(args)); }
 
   // Starts both connections (they keep reconnecting until stop()).
   void start() {
@@ -103,6 +114,7 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
     stopped_ = true;
     handler_ = nullptr;
     on_connect_ = nullptr;
+    on_subscribed_ = nullptr;
     pub_retry_.cancel();
     sub_retry_.cancel();
     if (pub_) pub_->close("stopped");
@@ -113,7 +125,7 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
   void subscribe(std::string_view channel) {
     if (stopped_) return;
     if (!channels_.emplace(channel).second) return;
-    if (sub_ && sub_->is_open()) sub_->write_command({"SUBSCRIBE", channel});
+    if (sub_ && sub_->is_open() && sub_->write_command({"SUBSCRIBE", channel})) ++in_flight_[std::string(channel)];
   }
   void unsubscribe(std::string_view channel) {
     if (stopped_) return;
@@ -123,6 +135,10 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
     if (sub_ && sub_->is_open()) sub_->write_command({"UNSUBSCRIBE", channel});
   }
   bool subscribed(std::string_view channel) const { return channels_.find(channel) != channels_.end(); }
+  // Subscribed here, confirmed by Redis on the live link, and no SUBSCRIBE for it on its way.
+  bool confirmed(std::string_view channel) const {
+    return subscribed(channel) && active_.find(channel) != active_.end() && in_flight_.find(channel) == in_flight_.end();
+  }
   std::size_t channel_count() const noexcept { return channels_.size(); }
 
   // Publishes without waiting. False (and counted in publish_dropped) when it could not be
@@ -144,17 +160,34 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
   // Any other command, on the publisher connection, without waiting; its answer is ignored.
   // False when the publisher is down or too far behind (nothing is queued for later).
   bool command(std::span<const std::string_view> args) { return send_command(args, nullptr); }
+  // The same, with its answer handed to `done` (null when the publisher is lost first). False,
+  // and `done` not called, when it could not be sent.
+  bool command(std::span<const std::string_view> args, reply_handler done) {
+    return send(request_kind::command, args, nullptr, std::move(done));
+  }
+  // A command that publishes (e.g. a function that PUBLISHes): counted as a publication
+  // (published, publish_dropped, publish_errors, publish_unconfirmed), its answer ignored.
+  bool publish_command(std::span<const std::string_view> args) {
+    if (send(request_kind::publish, args, nullptr, nullptr)) return true;
+    ++stats_.publish_dropped;
+    return false;
+  }
   bool command(std::initializer_list<std::string_view> args) {
     return command(std::span<const std::string_view>(args.begin(), args.size()));
   }
 
   // Sends a command and waits (up to request_timeout) for its reply: null when the publisher
   // is down or Redis did not answer in time. `args` is read before the first suspension.
-  asio::awaitable<reply_ptr> request(const std::vector<std::string_view>& args) {
+  // `publishes`: counted as a publication (see publish_command).
+  asio::awaitable<reply_ptr> request(const std::vector<std::string_view>& args, bool publishes = false) {
     auto self = shared_from_this();
     auto w = std::make_shared<waiter>(ex_);
     reply_ptr out;
-    if (!send_command(args, w)) co_return out;
+    const bool sent = publishes ? send(request_kind::publish, args, w, nullptr) : send_command(args, w);
+    if (!sent) {
+      if (publishes) ++stats_.publish_dropped;
+      co_return out;
+    }
     co_await w->wait(opts_.request_timeout);
     out = std::move(w->reply);
     co_return out;
@@ -203,6 +236,7 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
   struct pending_request {
     request_kind kind;
     std::shared_ptr<waiter> w;
+    reply_handler done;
   };
 
   // Reconnect delays: doubling from backoff_min to backoff_max, each drawn from [d/2, d].
@@ -221,7 +255,10 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
     }
   };
 
-  bool publisher_can_take() const { return !stopped_ && pub_ && pub_->is_open() && pub_->buffered() <= opts_.max_buffered; }
+  // Up, authenticated, set up (setup_command), and not too far behind.
+  bool publisher_can_take() const {
+    return !stopped_ && pub_ready_ && pub_ && pub_->is_open() && pub_->buffered() <= opts_.max_buffered;
+  }
 
   bool send_publish(std::string_view channel, std::string_view payload, std::shared_ptr<waiter> w) {
     if (!publisher_can_take() || !pub_->write_command({"PUBLISH", channel, payload})) {
@@ -229,16 +266,22 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
       if (w) w->complete(nullptr);
       return false;
     }
-    pending_.push_back({request_kind::publish, std::move(w)});
+    pending_.push_back({request_kind::publish, std::move(w), nullptr});
     return true;
   }
 
   bool send_command(std::span<const std::string_view> args, std::shared_ptr<waiter> w) {
+    return send(request_kind::command, args, std::move(w), nullptr);
+  }
+
+  // Writes a command whose answer goes to `w` or `done` (neither is told when it cannot be
+  // sent, except `w`, which is completed with nothing).
+  bool send(request_kind kind, std::span<const std::string_view> args, std::shared_ptr<waiter> w, reply_handler done) {
     if (!publisher_can_take() || !pub_->write_command(args)) {
       if (w) w->complete(nullptr);
       return false;
     }
-    pending_.push_back({request_kind::command, std::move(w)});
+    pending_.push_back({kind, std::move(w), std::move(done)});
     return true;
   }
 
@@ -302,14 +345,17 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
         pubsub* raw = self.get();
         c->keepalive(self->opts_.keepalive, [raw, weak = std::weak_ptr<connection>(c)] {
           auto conn = weak.lock();
-          if (conn && conn->write_command({"PING"})) raw->pending_.push_back({request_kind::ping, nullptr});
+          if (conn && conn->write_command({"PING"})) raw->pending_.push_back({request_kind::ping, nullptr, nullptr});
         });
+        self->set_up(*c);
+        self->pub_ready_ = true;
         self->connected(link::publisher, std::exchange(was_up, true));
         for (;;) {
           auto r = co_await c->read();
           if (!r) break;
           self->on_publisher_reply(std::move(r));
         }
+        self->pub_ready_ = false;
         self->stats_.publisher_up = false;
         ++self->stats_.disconnects;
         self->fail_pending();
@@ -351,6 +397,8 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
         self->sub_.reset();
         self->stats_.subscriber_up = false;
         self->stats_.subscriptions = 0;
+        self->active_.clear();
+        self->in_flight_.clear();
         ++self->stats_.disconnects;
         if (!self->stopped_) self->log("redis subscriber: lost (" + c->error() + "); reconnecting");
         if (clock::now() - up_since >= stable_after) delays.reset();
@@ -366,14 +414,28 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
     std::vector<std::string_view> args;
     args.reserve(1001);
     args.push_back("SUBSCRIBE");
+    auto write = [&] {
+      if (sub_->write_command(args))
+        for (std::size_t i = 1; i < args.size(); ++i) ++in_flight_[std::string(args[i])];
+      args.resize(1);
+    };
     for (const auto& ch : channels_) {
       args.push_back(ch);
-      if (args.size() == 1001) {
-        sub_->write_command(args);
-        args.resize(1);
-      }
+      if (args.size() == 1001) write();
     }
-    if (args.size() > 1) sub_->write_command(args);
+    if (args.size() > 1) write();
+  }
+
+  // The setup commands, first on a new publisher connection; an error answer is logged.
+  void set_up(connection& c) {
+    for (const auto& cmd : setup_) {
+      const std::vector<std::string_view> args(cmd.begin(), cmd.end());
+      if (!c.write_command(args)) continue;
+      pending_.push_back({request_kind::command, nullptr, [this, name = cmd.empty() ? std::string() : cmd[0]](reply_ptr r) {
+                            if (r && r->type == REDIS_REPLY_ERROR)
+                              log("redis publisher: " + name + " failed: " + std::string(text_of(r.get())));
+                          }});
+    }
   }
 
   void on_publisher_reply(reply_ptr r) {
@@ -389,14 +451,17 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
       }
     }
     if (p.w) p.w->complete(std::move(r));
+    else if (p.done) p.done(std::move(r));
   }
 
   void fail_pending() {
-    for (auto& p : pending_) {
+    auto failed = std::move(pending_);  // the handlers may send again
+    pending_.clear();
+    for (auto& p : failed) {
       if (p.kind == request_kind::publish) ++stats_.publish_unconfirmed;
       if (p.w) p.w->complete(nullptr);
+      else if (p.done) p.done(nullptr);
     }
-    pending_.clear();
   }
 
   void on_subscriber_reply(const redisReply* r) {
@@ -407,6 +472,16 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
       if (handler_) handler_(text_of(r->element[1]), text_of(r->element[2]));
     } else if ((kind == "subscribe" || kind == "unsubscribe") && r->element[2]->type == REDIS_REPLY_INTEGER) {
       stats_.subscriptions = static_cast<std::size_t>(r->element[2]->integer);
+      const std::string_view ch = text_of(r->element[1]);
+      if (kind == "unsubscribe") {
+        if (auto a = active_.find(ch); a != active_.end()) active_.erase(a);
+        return;
+      }
+      active_.emplace(ch);
+      auto it = in_flight_.find(ch);
+      if (it != in_flight_.end() && --it->second > 0) return;
+      if (it != in_flight_.end()) in_flight_.erase(it);
+      if (on_subscribed_ && subscribed(ch)) on_subscribed_(ch);
     }
   }
 
@@ -414,15 +489,21 @@ class pubsub : public std::enable_shared_from_this<pubsub> {
   redis::options opts_;
   handler handler_;
   connect_handler on_connect_;
+  subscribed_handler on_subscribed_;
+  std::vector<std::vector<std::string>> setup_;
   asio::steady_timer pub_retry_;
   asio::steady_timer sub_retry_;
   std::shared_ptr<connection> pub_;
   std::shared_ptr<connection> sub_;
   std::deque<pending_request> pending_;  // the publisher's unanswered commands, in order
   std::unordered_set<std::string, herald::detail::transparent_hash, std::equal_to<>> channels_;
+  // Confirmed by Redis on the current subscriber link; SUBSCRIBEs written and not yet confirmed.
+  std::unordered_set<std::string, herald::detail::transparent_hash, std::equal_to<>> active_;
+  std::unordered_map<std::string, int, herald::detail::transparent_hash, std::equal_to<>> in_flight_;
   redis::stats stats_;
   bool started_ = false;
   bool stopped_ = false;
+  bool pub_ready_ = false;  // the publisher is up and set up
 };
 
 }  // namespace herald::redis
