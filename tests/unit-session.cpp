@@ -2,6 +2,7 @@
 // pings, fragmentation, the closing handshake both ways, deadlines and idle detection.
 #include "test_support.hpp"
 
+#include <atomic>
 #include <set>
 #include <thread>
 
@@ -322,15 +323,17 @@ TEST_CASE("read() takes any completion token: a callback never runs inside read(
   asio::io_context io2;
   asio::io_context other;
   tcp::acceptor acceptor2(io2, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  // Written on `other`'s thread, read on io2's: the flag publishes the string.
   std::string across;
-  std::thread server_thread;
+  std::atomic<bool> across_set{false};
   asio::co_spawn(io2, [&]() -> asio::awaitable<void> {
     auto s = co_await acceptor2.async_accept(asio::use_awaitable);
     auto ws = co_await herald::accept_websocket(std::move(s));
     REQUIRE(ws);
-    asio::co_spawn(other, [ws, &across]() -> asio::awaitable<void> {
+    asio::co_spawn(other, [ws, &across, &across_set]() -> asio::awaitable<void> {
       auto m = co_await ws->read(asio::use_awaitable_t<asio::any_io_executor>{});
       if (m) across = m->data;
+      across_set.store(true, std::memory_order_release);
     }, asio::detached);
   }, asio::detached);
   std::thread other_thread([&other] {
@@ -340,7 +343,7 @@ TEST_CASE("read() takes any completion token: a callback never runs inside read(
   run(io2, [&]() -> asio::awaitable<void> {
     auto c = co_await connect_client(acceptor2.local_endpoint().port());
     c->send("across contexts");
-    REQUIRE(co_await eventually([&] { return !across.empty(); }));
+    REQUIRE(co_await eventually([&] { return across_set.load(std::memory_order_acquire); }));
     CHECK(across == "across contexts");
     other.stop();
   });
