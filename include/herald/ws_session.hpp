@@ -360,10 +360,16 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
 
     // Completes on the handler's executor: posted when the result was ready at once (a
     // handler never runs inside read()), dispatched otherwise (inline on the session's thread).
+    // A posted completion on the session's own context holds the round open (session_hub).
     void finish(read_result r, bool first) {
       const auto ex = get_executor();
+      detail::session_hub<ws_session>* held = first && !work_ ? session_->hub_ : nullptr;
       session_.reset();
-      auto complete = [h = std::move(handler_), r = std::move(r), w = std::move(work_)]() mutable { std::move(h)(std::move(r)); };
+      if (held) held->hold_round();
+      auto complete = [h = std::move(handler_), r = std::move(r), w = std::move(work_), held]() mutable {
+        if (held) held->release_round();
+        std::move(h)(std::move(r));
+      };
       if (first) asio::post(ex, std::move(complete));
       else asio::dispatch(ex, std::move(complete));
     }

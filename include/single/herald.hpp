@@ -2697,6 +2697,7 @@ class session_deflate {
 // frames the round queued for it). It belongs to the context, not to a thread, so a round is
 // always flushed from the list it was put on, whichever thread calls in; it holds each corked
 // session until the round ends, and a context destroyed with a round pending takes it along.
+// A round ends after the read completions posted during it (see hold_round()).
 //
 // It also keeps the round's shared block: the frames that open many sessions' queues in a
 // round (a broadcast's, or several in a row) copied once, back to back, into one buffer. A
@@ -2737,8 +2738,15 @@ class session_hub : public asio::execution_context::service {
     if (s.corked_ || shut_down_) return;
     s.corked_ = true;
     corked_.push_back(s.shared_from_this());
-    if (corked_.size() == 1) asio::post(ex, [this] { end_round(); });
+    if (corked_.size() == 1) asio::post(ex, [this, ex] { end_round(ex); });
   }
+
+  // A read completion posted because its message was already buffered (read() never completes
+  // inline): it belongs to the round that queued it. The round ends after it, so the messages
+  // of one segment (a publisher's ten broadcasts) are written in one syscall per receiver, not
+  // one each. Each posted completion holds the round once; it releases before its handler runs.
+  void hold_round() noexcept { ++held_; }
+  void release_round() noexcept { --held_; }
 
   // How many of `queue`'s first frames the round's shared block holds, and the block (its
   // bytes are those frames back to back); 0 when the queue does not start with them. The
@@ -2776,6 +2784,7 @@ class session_hub : public asio::execution_context::service {
   static constexpr std::size_t max_block_frames = 64;
   static constexpr std::size_t max_block_frame = 4096;       // larger frames: the copy costs more than an iovec
   static constexpr std::size_t max_block_bytes = 64 * 1024;
+  static constexpr std::size_t max_deferrals = 256;
 
   void shutdown() override {
     shut_down_ = true;
@@ -2784,7 +2793,16 @@ class session_hub : public asio::execution_context::service {
     block_frames_.clear();
   }
 
-  void end_round() {
+  template <class Executor>
+  void end_round(const Executor& ex) {
+    // Behind the held completions; bounded, so a stream of buffered input cannot delay a
+    // round's writes without end.
+    if (held_ > 0 && deferred_ < max_deferrals) {
+      ++deferred_;
+      asio::post(ex, [this, ex] { end_round(ex); });
+      return;
+    }
+    deferred_ = 0;
     flushing_.swap(corked_);  // sessions corked while these are written join the next round
     for (auto& s : flushing_) {
       s->corked_ = false;
@@ -2800,6 +2818,8 @@ class session_hub : public asio::execution_context::service {
   std::vector<std::uint8_t> block_bytes_;  // ... and their bytes back to back
   bool block_tried_ = false;
   bool shut_down_ = false;
+  std::size_t held_ = 0;      // posted read completions not yet run
+  std::size_t deferred_ = 0;  // times this round's end has let them go first
 };
 
 }  // namespace herald::detail
@@ -3424,10 +3444,16 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
 
     // Completes on the handler's executor: posted when the result was ready at once (a
     // handler never runs inside read()), dispatched otherwise (inline on the session's thread).
+    // A posted completion on the session's own context holds the round open (session_hub).
     void finish(read_result r, bool first) {
       const auto ex = get_executor();
+      detail::session_hub<ws_session>* held = first && !work_ ? session_->hub_ : nullptr;
       session_.reset();
-      auto complete = [h = std::move(handler_), r = std::move(r), w = std::move(work_)]() mutable { std::move(h)(std::move(r)); };
+      if (held) held->hold_round();
+      auto complete = [h = std::move(handler_), r = std::move(r), w = std::move(work_), held]() mutable {
+        if (held) held->release_round();
+        std::move(h)(std::move(r));
+      };
       if (first) asio::post(ex, std::move(complete));
       else asio::dispatch(ex, std::move(complete));
     }
