@@ -349,3 +349,42 @@ TEST_CASE("read() takes any completion token: a callback never runs inside read(
   });
   other_thread.join();
 }
+
+TEST_CASE("messages that arrive together are relayed together: a round's writes wait for its buffered reads") {
+  // A publisher's three frames arrive in one segment; each is relayed to a receiver. The
+  // receiver's queue must still hold the earlier frames when the later ones are relayed (one
+  // write for the three), not be written out between them (one write each).
+  asio::io_context io;
+  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  std::shared_ptr<session> receiver;
+  std::vector<std::size_t> queued_before;  // the receiver's queued bytes as each frame is relayed
+  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+    auto r = co_await acceptor.async_accept(asio::use_awaitable);
+    receiver = co_await herald::accept_websocket(std::move(r));
+    auto p = co_await acceptor.async_accept(asio::use_awaitable);
+    auto publisher = co_await herald::accept_websocket(std::move(p));
+    REQUIRE(receiver);
+    REQUIRE(publisher);
+    for (;;) {
+      auto m = co_await publisher->read();
+      if (!m) break;
+      queued_before.push_back(receiver->queued_bytes());
+      CHECK(receiver->send(m->data) == herald::send_result::queued);
+    }
+  }, asio::detached);
+  run(io, [&]() -> asio::awaitable<void> {
+    auto c = co_await connect_client(acceptor.local_endpoint().port());
+    REQUIRE(co_await eventually([&] { return receiver != nullptr; }));
+    auto pub = co_await raw_client::connect(acceptor.local_endpoint().port());
+    co_await pub.handshake();
+    co_await pub.write(raw_client::frame(opcode::text, "one") + raw_client::frame(opcode::text, "two") +
+                       raw_client::frame(opcode::text, "three"));
+    CHECK(co_await next_text(*c) == "one");
+    CHECK(co_await next_text(*c) == "two");
+    CHECK(co_await next_text(*c) == "three");
+    REQUIRE(queued_before.size() == 3);
+    CHECK(queued_before[0] == 0);
+    CHECK(queued_before[1] > 0);
+    CHECK(queued_before[2] > queued_before[1]);
+  });
+}
