@@ -99,8 +99,6 @@ class message {
   std::string_view payload() const noexcept {
     return {reinterpret_cast<const char*>(bytes()) + rep_->header, rep_->payload};
   }
-  // Whether both hold the same message (the same frame bytes), not merely equal ones.
-  bool same_as(const message& o) const noexcept { return rep_ == o.rep_; }
   // How many holders share this message (tests use it to show a broadcast is shared).
   std::uint32_t use_count() const noexcept { return rep_ ? rep_->refs.load(std::memory_order_relaxed) : 0; }
 

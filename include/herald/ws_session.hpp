@@ -790,17 +790,7 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
       while (queue_head_ < queue_.size()) {
         std::array<asio::const_buffer, max_gather> bufs;
         std::size_t count = 0;
-        std::size_t first = queue_head_;
-        if (hub_ && write_offset_ == 0) {
-          // The round's broadcast frames, copied once into one block for every receiver.
-          std::span<const std::uint8_t> block;
-          const std::size_t in_block = hub_->shared_block(std::span(queue_).subspan(queue_head_), block);
-          if (in_block) {
-            bufs[count++] = asio::const_buffer(block.data(), block.size());
-            first += in_block;
-          }
-        }
-        for (std::size_t i = first; i < queue_.size() && count < max_gather; ++i) {
+        for (std::size_t i = queue_head_; i < queue_.size() && count < max_gather; ++i) {
           auto f = queue_[i].frame();
           const std::size_t skip = i == queue_head_ ? write_offset_ : 0;
           bufs[count++] = asio::const_buffer(f.data() + skip, f.size() - skip);

@@ -6,24 +6,14 @@
 // session until the round ends, and a context destroyed with a round pending takes it along.
 // A round ends after the read completions posted during it (see hold_round()).
 //
-// It also keeps the round's shared block: the frames that open many sessions' queues in a
-// round (a broadcast's, or several in a row) copied once, back to back, into one buffer. A
-// session whose queue starts with them sends that buffer: the kernel copies from one place
-// instead of one iovec per frame, which measured 13% of a broadcast delivery's CPU at 10
-// frames per write (benchmarks/README.md). Copied once per round, however many receivers.
-//
 // Owner (the session type) befriends the hub, derives from std::enable_shared_from_this,
 // has a bool corked_, and provides flush_round(), called on the context's thread.
 #ifndef HERALD_DETAIL_SESSION_HUB_HPP
 #define HERALD_DETAIL_SESSION_HUB_HPP
 #include <cstddef>
-#include <cstdint>
-#include <cstring>
 #include <memory>
-#include <span>
 #include <vector>
 
-#include "../message.hpp"
 #include "asio.hpp"
 
 namespace herald::detail {
@@ -57,49 +47,13 @@ class session_hub : public asio::execution_context::service {
   void hold_round() noexcept { ++held_; }
   void release_round() noexcept { --held_; }
 
-  // How many of `queue`'s first frames the round's shared block holds, and the block (its
-  // bytes are those frames back to back); 0 when the queue does not start with them. The
-  // first queue of a round that starts with at least two small frames shared with other
-  // queues makes the block.
-  std::size_t shared_block(std::span<const message> queue, std::span<const std::uint8_t>& bytes) {
-    if (queue.size() < 2) return 0;
-    if (block_frames_.empty()) {
-      if (block_tried_) return 0;
-      block_tried_ = true;  // one try per round: queues that differ do not rebuild it
-      std::size_t total = 0, n = 0;
-      for (; n < queue.size() && n < max_block_frames; ++n) {
-        const message& m = queue[n];
-        // Shared (another holder than this queue) and small: what a broadcast makes.
-        if (m.use_count() < 2 || m.frame_size() > max_block_frame || total + m.frame_size() > max_block_bytes) break;
-        total += m.frame_size();
-      }
-      if (n < 2) return 0;
-      block_bytes_.resize(total);
-      std::size_t at = 0;
-      for (std::size_t i = 0; i < n; ++i) {
-        block_frames_.push_back(queue[i]);
-        std::memcpy(block_bytes_.data() + at, queue[i].frame().data(), queue[i].frame_size());
-        at += queue[i].frame_size();
-      }
-    }
-    if (queue.size() < block_frames_.size()) return 0;
-    for (std::size_t i = 0; i < block_frames_.size(); ++i)
-      if (!queue[i].same_as(block_frames_[i])) return 0;
-    bytes = std::span<const std::uint8_t>(block_bytes_.data(), block_bytes_.size());
-    return block_frames_.size();
-  }
-
  private:
-  static constexpr std::size_t max_block_frames = 64;
-  static constexpr std::size_t max_block_frame = 4096;       // larger frames: the copy costs more than an iovec
-  static constexpr std::size_t max_block_bytes = 64 * 1024;
   static constexpr std::size_t max_deferrals = 256;
 
   void shutdown() override {
     shut_down_ = true;
     for (auto& s : corked_) s->corked_ = false;
     corked_.clear();
-    block_frames_.clear();
   }
 
   template <class Executor>
@@ -118,14 +72,9 @@ class session_hub : public asio::execution_context::service {
       s->flush_round();
     }
     flushing_.clear();
-    block_frames_.clear();  // the block lives one round: it pins its frames no longer
-    block_tried_ = false;
   }
 
   std::vector<std::shared_ptr<Owner>> corked_, flushing_;
-  std::vector<message> block_frames_;  // the round's shared block: its frames (held) ...
-  std::vector<std::uint8_t> block_bytes_;  // ... and their bytes back to back
-  bool block_tried_ = false;
   bool shut_down_ = false;
   std::size_t held_ = 0;      // posted read completions not yet run
   std::size_t deferred_ = 0;  // times this round's end has let them go first
