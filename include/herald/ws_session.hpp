@@ -10,6 +10,7 @@
 // result carrying a close_status.
 #ifndef HERALD_WS_SESSION_HPP
 #define HERALD_WS_SESSION_HPP
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdint>
@@ -216,8 +217,8 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
     });
   }
 
-  // Ends the TCP connection at once, without a closing handshake (read() then returns 1006),
-  // from any thread. `reset`: send a TCP RST (SO_LINGER 0) instead of a FIN.
+  // Ends the TCP connection at once, without a closing handshake (read() then returns 1006,
+  // unless the session had already ended for another reason), from any thread. `reset`: send a TCP RST (SO_LINGER 0) instead of a FIN.
   void drop(bool reset = false) {
     auto now = [self = this->shared_from_this(), reset] {
       if (self->state_ == state::closed) return;
@@ -289,11 +290,15 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
 
   // ---- reading: the read() operation ----
 
+  // The first step touches the session's buffers and socket: on the session's thread, so
+  // read() called from elsewhere (a coroutine on another context) starts there.
   struct start_read {
     ws_session* session;
     template <class Handler>
     void operator()(Handler&& handler) const {
-      read_op<std::decay_t<Handler>>(session->shared_from_this(), std::forward<Handler>(handler)).start();
+      read_op<std::decay_t<Handler>> op(session->shared_from_this(), std::forward<Handler>(handler));
+      if (detail::running_in(session->stream_.get_executor())) return op.start();
+      asio::post(session->stream_.get_executor(), [op = std::move(op)]() mutable { op.start(); });
     }
   };
 
@@ -363,11 +368,10 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
     // A posted completion on the session's own context holds the round open (session_hub).
     void finish(read_result r, bool first) {
       const auto ex = get_executor();
-      detail::session_hub<ws_session>* held = first && !work_ ? session_->hub_ : nullptr;
+      typename detail::session_hub<ws_session>::round_hold hold(first && !work_ ? session_->hub_ : nullptr);
       session_.reset();
-      if (held) held->hold_round();
-      auto complete = [h = std::move(handler_), r = std::move(r), w = std::move(work_), held]() mutable {
-        if (held) held->release_round();
+      auto complete = [h = std::move(handler_), r = std::move(r), w = std::move(work_), hold = std::move(hold)]() mutable {
+        hold.release();
         std::move(h)(std::move(r));
       };
       if (first) asio::post(ex, std::move(complete));
@@ -410,13 +414,16 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
       if (parsed.kind != http::parse_status::need_more) break;
     }
     if (parsed.kind == http::parse_status::error) {
-      co_await refuse(parsed.status, parsed.reason, http::error_response(parsed.status, parsed.reason));
+      const std::string reason = parsed.reason;
+      const std::string response = http::error_response(parsed.status, reason);
+      co_await refuse(parsed.status, reason, response);
       co_return false;
     }
     if (options_->http_fallback && !http::has_token(req.header("Upgrade"), "websocket")) {
       // A plain HTTP request (a page, a health check) that the application answers itself.
       if (auto response = options_->http_fallback(req)) {
-        co_await refuse(200, "answered by http_fallback", std::move(*response));
+        const std::string reason = "answered by http_fallback";
+        co_await refuse(200, reason, *response);
         co_return false;
       }
     }
@@ -426,23 +433,25 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
       co_return false;
     }
     if (!origin_allowed(req)) {
-      const char* why = "origin not allowed";
-      co_await refuse(403, why, http::error_response(403, why));
+      const std::string why = "origin not allowed";
+      const std::string response = http::error_response(403, why);
+      co_await refuse(403, why, response);
       co_return false;
     }
     if (options_->on_upgrade) {
       upgrade_decision decision = options_->on_upgrade(upgrade_request{req, remote_endpoint()});
       if (!decision.accepted()) {
         const int status = decision.status >= 400 && decision.status <= 599 ? decision.status : 403;
-        std::string response = http::error_response(status, decision.reason, decision.extra_headers);
-        co_await refuse(status, std::move(decision.reason), std::move(response));
+        const std::string response = http::error_response(status, decision.reason, decision.extra_headers);
+        co_await refuse(status, decision.reason, response);
         co_return false;
       }
     }
     if (options_->limit) {
       if (!options_->limit->try_acquire()) {
-        const char* why = "too many sessions";
-        co_await refuse(503, why, http::error_response(503, why, "Retry-After: 5\r\n"));
+        const std::string why = "too many sessions";
+        const std::string response = http::error_response(503, why, "Retry-After: 5\r\n");
+        co_await refuse(503, why, response);
         co_return false;
       }
       holds_limit_slot_ = true;
@@ -476,8 +485,9 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
 
   // Answers a refused handshake, then lingers briefly so the answer is not lost to a reset
   // caused by request bytes we never read.
-  asio::awaitable<void> refuse(int http_status, std::string reason, std::string response) {
-    status_ = {0, std::move(reason), http_status};
+  // (References to the caller's named strings: g++ 12 miscompiles coroutines given strings by value.)
+  asio::awaitable<void> refuse(int http_status, const std::string& reason, const std::string& response) {
+    status_ = {0, reason, http_status};
     if (http_status >= 400) count(metrics::handshakes_refused);
     error_code ec;
     co_await asio::async_write(stream_, asio::buffer(response), asio::redirect_error(asio::use_awaitable, ec));
@@ -772,9 +782,11 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
     if (!writing_ && state_ != state::closed) flush();
   }
 
-  // Queued frames not yet started are dropped; a frame already partly on the wire stays.
+  // Queued frames not yet started are dropped; a frame already partly on the wire, or that a
+  // pending write carries (a TLS stream's async_write_some), stays: its completion counts its
+  // bytes against it.
   void discard_unstarted() {
-    const std::size_t keep = queue_head_ + (write_offset_ > 0 ? 1 : 0);
+    const std::size_t keep = std::min(queue_.size(), queue_head_ + (write_offset_ > 0 || writing_ ? 1 : 0));
     for (std::size_t i = keep; i < queue_.size(); ++i) {
       queued_bytes_ -= queue_[i].frame_size();
       count(metrics::queued_bytes, -static_cast<std::int64_t>(queue_[i].frame_size()));

@@ -12,6 +12,7 @@
 #define HERALD_DETAIL_SESSION_HUB_HPP
 #include <cstddef>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "asio.hpp"
@@ -43,9 +44,23 @@ class session_hub : public asio::execution_context::service {
   // A read completion posted because its message was already buffered (read() never completes
   // inline): it belongs to the round that queued it. The round ends after it, so the messages
   // of one segment (a publisher's ten broadcasts) are written in one syscall per receiver, not
-  // one each. Each posted completion holds the round once; it releases before its handler runs.
-  void hold_round() noexcept { ++held_; }
-  void release_round() noexcept { --held_; }
+  // one each. Each posted completion holds the round once, and lets go before its handler runs
+  // (or when it is destroyed unrun: Asio destroys pending handlers before the services).
+  class round_hold {
+   public:
+    explicit round_hold(session_hub* hub) noexcept : hub_(hub) {
+      if (hub_) ++hub_->held_;
+    }
+    round_hold(round_hold&& o) noexcept : hub_(std::exchange(o.hub_, nullptr)) {}
+    round_hold& operator=(round_hold&&) = delete;
+    ~round_hold() { release(); }
+    void release() noexcept {
+      if (hub_) --std::exchange(hub_, nullptr)->held_;
+    }
+
+   private:
+    session_hub* hub_;
+  };
 
  private:
   static constexpr std::size_t max_deferrals = 256;
