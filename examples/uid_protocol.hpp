@@ -71,6 +71,7 @@ inline std::optional<herald::stream_position> position_in_url(std::string_view t
   const auto q = target.find('?');
   if (q == std::string_view::npos) return std::nullopt;
   std::optional<herald::stream_position> p;
+  bool malformed = false;
   std::string_view query = target.substr(q + 1);
   while (!query.empty()) {
     const auto amp = query.find('&');
@@ -84,9 +85,10 @@ inline std::optional<herald::stream_position> position_in_url(std::string_view t
     } else if (key == "offset") {
       if (!p) p.emplace();
       const auto r = std::from_chars(value.data(), value.data() + value.size(), p->offset);
-      if (r.ec != std::errc{} || r.ptr != value.data() + value.size()) p->epoch.clear();  // never recovered
+      malformed = malformed || r.ec != std::errc{} || r.ptr != value.data() + value.size();
     }
   }
+  if (p && malformed) p->epoch.clear();  // never recovered, whatever the order of the parameters
   return p;
 }
 

@@ -22,6 +22,8 @@ offset order, intact, to its uid. Scenarios:
   Redis restart: redis-server killed and restarted (no persistence): a live session is told
     "history lost" (a new epoch), a session that was away resumes "not recovered"; both then
     get live messages.
+  reads refused: herald_read_1 answers with an error: a login is welcomed at once without a
+    position and its live messages flow; once the function is back, a login gets a position.
 Prints "N passed, M failed"; exit 1 on any failure.
 """
 import asyncio
@@ -256,6 +258,48 @@ async def scenario_restart(k):
     await ivy.close()
 
 
+def history_library():
+    """The Lua library the nodes load, as the header has it."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "include", "herald", "redis",
+                        "history_functions.hpp")
+    text = open(path).read()
+    return text[text.index('R"lua(') + 6:text.index(')lua"')]
+
+
+async def scenario_read_refused(k):
+    # herald_read_1 answers with an error (as Redis does for an OOM or a missing function):
+    # the login is welcomed at once without a position and live messages still flow; the
+    # reads work again once the library is whole.
+    lib = history_library()
+    broken = lib.replace("redis.register_function('herald_read_1', function(_, args)",
+                         "redis.register_function('herald_read_1', function(_, args)\n"
+                         "  if true then return redis.error_reply('test: reads refused') end", 1)
+    check(broken != lib, "the read function was not found in the library")
+    k.redis.cli("FUNCTION", "LOAD", "REPLACE", broken)
+    try:
+        jack, bob = Resumer("jack"), Resumer("bob")
+        w = await jack.connect(k.nodes[0].port, timeout=5)
+        check(w == ("", 0, "fresh"), "jack's welcome without a position: %r" % (w,))
+        await bob.connect(k.nodes[1].port)
+        for i in range(3):
+            await bob.ws.send("jack:live %d" % i)
+        await jack.until(lambda: len(jack.got) == 3, 10, "jack's live messages while reads fail")
+        check(jack.texts() == ["live 0", "live 1", "live 2"] and jack.got[0][0] == 1, "jack got %r" % jack.got)
+        check(jack.lost == [], "jack was told %r" % jack.lost)
+    finally:
+        k.redis.cli("FUNCTION", "LOAD", "REPLACE", lib)
+    await jack.cut()
+    await hc.until_offline(k.nodes[1].http_port, KEY, "jack")
+    # jack never learnt an epoch (his welcome had none): not recovered, now with a position.
+    w = await jack.connect(k.nodes[1].port)
+    check(w[2] == "not recovered" and w[0] != "" and w[1] == 3, "jack came back: %r" % (w,))
+    await bob.ws.send("jack:back")
+    await jack.until(lambda: jack.texts()[-1:] == ["back"], 10, "jack's live message after the reads are back")
+    await hc.quiet(jack, bob)
+    await jack.close()
+    await bob.close()
+
+
 class Cluster:
     pass
 
@@ -273,7 +317,9 @@ async def main():
         ("pushes from outside: FCALL recorded, PUBLISH not", scenario_outside, k),
         ("history overflow: not recovered", scenario_overflow, k),
         ("a node killed (SIGKILL) mid-stream: its clients resume elsewhere, nothing lost", scenario_sigkill, k),
-        ("Redis restarted without persistence: a new epoch, not recovered", scenario_restart, k)], stop_at_first=True)
+        ("Redis restarted without persistence: a new epoch, not recovered", scenario_restart, k),
+        ("Redis refuses the history reads: logins welcomed, live messages flow", scenario_read_refused, k)],
+        stop_at_first=True)
     for n in k.nodes[:2] + k.small:
         n.stop()
         stats = stop_line(n)

@@ -184,6 +184,12 @@ async def scenario_epoch(server):
         w = await e.connect(server.port)
         check(w == (epoch, 3, "not recovered") and not e.got, "epoch %r: %r" % (bad, w))
         await e.close()
+    for query in ("epoch=%s&offset=1x" % epoch, "offset=1x&epoch=%s" % epoch):  # malformed, either order
+        e = Resumer("erin")
+        e.url = lambda port, q=query: "ws://127.0.0.1:%d/?%s" % (port, q)
+        w = await e.connect(server.port)
+        check(w == (epoch, 3, "not recovered") and not e.got, "%s: %r" % (query, w))
+        await e.close()
     e = Resumer("erin")
     e.epoch, e.offset = epoch, 0
     w = await e.connect(server.port)

@@ -19,7 +19,8 @@
 //   <prefix>:group:<name>   members: the node's sessions in group <name> (join/leave, and
 //                           every group is left when its session's binding dies);
 //   <prefix>:all            every node, always: broadcasts.
-// unicast()/send_to_group()/broadcast() deliver to this node's sessions at once and PUBLISH
+// unicast()/send_to_group()/broadcast() deliver to this node's sessions at once (a unicast
+// with history on goes through Redis to every session, this node's too) and PUBLISH
 // the message in an envelope that names this node (redis/envelope.hpp); the node skips its
 // own envelopes when Redis brings them back, so every session gets a message exactly once. A
 // payload without an envelope (`PUBLISH herald:uid:alice hi` from redis-cli, PHP, anything)
@@ -60,7 +61,7 @@
 // while Redis (or the link to it) is down, or before another node's SUBSCRIBE for a freshly
 // logged-in uid or joined group has reached Redis, is lost for the other nodes and counted on
 // the publishing side (redis_stats().publish_dropped / publish_unconfirmed). Local delivery
-// never depends on Redis. Messages from one node arrive at another in the order they were
+// never depends on Redis, except a unicast with history on: its offset is Redis's. Messages from one node arrive at another in the order they were
 // published. Each reconnection of either Redis link counts in metrics::redis_reconnects
 // (registry_options::metrics), as logins and uids do.
 #ifndef HERALD_POLICY_REDIS_CLUSTER_HPP
@@ -112,7 +113,7 @@ struct cluster_stats {
   std::uint64_t history_replayed = 0;       // messages replayed (logins and gaps)
   std::uint64_t history_gaps = 0;           // live sessions that had to catch up (a gap, another epoch)
   std::uint64_t history_lost = 0;           // live sessions told their position was lost
-  std::uint64_t history_unanswered = 0;     // reads that got no answer (the link to Redis dropped)
+  std::uint64_t history_unanswered = 0;     // reads that got no answer (the link dropped) or an error reply
 };
 
 // The answer of unicast_confirmed() / send_to_group_confirmed() / broadcast_confirmed().
@@ -378,6 +379,7 @@ struct redis_cluster_state : one_thread_state<Session, redis_cluster_state<Sessi
     bool catching_up = true;  // live messages wait in `held`
     bool read_sent = false;   // herald_read_1 is on its way (else it waits for the subscription or the publisher)
     bool overflowed = false;  // `held` overflowed: read again once this read is through
+    bool adopt = false;       // no position (Redis gave none): the next recorded message's becomes it
     std::uint64_t generation = 0;  // of the read on its way: answers to older ones are ignored
     std::vector<held_message> held;
     std::shared_ptr<resume_wait> login;  // the login of this session, until its welcome
@@ -452,12 +454,7 @@ struct redis_cluster_state : one_thread_state<Session, redis_cluster_state<Sessi
   resume_result end_resume(resume_wait& w) {
     if (!w.done) {
       if (cursor* c = find_cursor(w.uid, w.cursor_id); c && c->login.get() == &w) {
-        resume_result r;
-        r.state = c->from ? resume_state::not_recovered : resume_state::fresh;
-        if (c->from) ++stats.history_not_recovered;
-        c->epoch.clear();
-        c->offset = 0;
-        welcome(*c, std::move(r));  // the read, when it comes, is a catch-up like any other
+        go_on_without_position(*c);
       } else {
         w.done = true;
       }
@@ -504,9 +501,15 @@ struct redis_cluster_state : one_thread_state<Session, redis_cluster_state<Sessi
     cursor* c = find_cursor(uid, id);
     if (!c || c->generation != generation) return;
     c->read_sent = false;
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 3 || r->element[1]->type != REDIS_REPLY_INTEGER ||
+    if (!r) {
+      ++stats.history_unanswered;  // the link dropped: read again when it is back (history_link_up)
+      return;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 || r->element[1]->type != REDIS_REPLY_INTEGER ||
         r->element[2]->type != REDIS_REPLY_INTEGER) {
-      ++stats.history_unanswered;  // read again when the links are back (history_link_up)
+      // An error (out of memory, the function missing...): asking again could wait for ever.
+      ++stats.history_unanswered;
+      go_on_without_position(*c);
       return;
     }
     stream_position top{std::string(redis::text_of(r->element[0])), static_cast<std::uint64_t>(r->element[1]->integer)};
@@ -530,19 +533,14 @@ struct redis_cluster_state : one_thread_state<Session, redis_cluster_state<Sessi
       if (res.state == resume_state::not_recovered) ++stats.history_not_recovered;
       welcome(*c, std::move(res));
     } else if (!covered) {
-      ++stats.history_lost;
-      if (this->options.history.lost) {
-        resume_result res;
-        res.state = resume_state::not_recovered;
-        res.position = top;
-        if (message m = this->options.history.lost(uid, res)) session_access::send_here(*c->n->session, m);
-      }
+      tell_lost(*c, top);
     }
     stats.history_replayed += replay.size();
     for (auto& m : replay)
       if (m) session_access::send_here(*c->n->session, m);
     c->epoch = std::move(top.epoch);
     c->offset = top.offset;
+    c->adopt = false;
     c->catching_up = false;
     auto held = std::move(c->held);
     c->held.clear();
@@ -551,6 +549,42 @@ struct redis_cluster_state : one_thread_state<Session, redis_cluster_state<Sessi
       return;
     }
     for (auto& h : held) deliver_live(*c, h.epoch, h.offset, h.frame);
+  }
+
+  void tell_lost(cursor& c, const stream_position& top) {
+    ++stats.history_lost;
+    if (this->options.history.lost) {
+      resume_result res;
+      res.state = resume_state::not_recovered;
+      res.position = top;
+      if (message m = this->options.history.lost(c.n->uid, res)) session_access::send_here(*c.n->session, m);
+    }
+  }
+
+  // Redis gave no position in time for a login, or answered a read with an error: the
+  // session goes on without one instead of holding its live messages. A login is welcomed
+  // (not recovered, when it asked for a position), a live session told it lost messages;
+  // what was held is delivered, and the next recorded message's position becomes its own. A
+  // late answer to the read is ignored.
+  void go_on_without_position(cursor& c) {
+    ++c.generation;
+    c.catching_up = false;
+    c.read_sent = false;
+    c.overflowed = false;
+    c.epoch.clear();
+    c.offset = 0;
+    c.adopt = true;
+    if (c.login) {
+      resume_result r;
+      r.state = c.from ? resume_state::not_recovered : resume_state::fresh;
+      if (c.from) ++stats.history_not_recovered;
+      welcome(c, std::move(r));
+    } else {
+      tell_lost(c, stream_position{});
+    }
+    auto held = std::move(c.held);
+    c.held.clear();
+    for (auto& h : held) deliver_live(c, h.epoch, h.offset, h.frame);
   }
 
   // One live message from Redis for `c`'s uid (offset 0: not recorded).
@@ -565,6 +599,13 @@ struct redis_cluster_state : one_thread_state<Session, redis_cluster_state<Sessi
     }
     if (offset == 0) {
       session_access::send_here(*c.n->session, frame);
+      return;
+    }
+    if (c.adopt) {
+      session_access::send_here(*c.n->session, frame);
+      c.adopt = false;
+      c.epoch = std::string(epoch);
+      c.offset = offset;
       return;
     }
     if (epoch == c.epoch) {

@@ -75,6 +75,7 @@ end
 redis.register_function('herald_push_1', function(_, args)
   local meta, log, channel = keys_of(args[1], args[2])
   local body, kind, origin = args[3], args[4] or 't', args[5] or 'fcall'
+  if kind ~= 't' and kind ~= 'b' then return redis.error_reply('herald_push_1: kind must be t or b') end
   local m, a, t = limits(meta, args, 6)
   local e = stream(meta, log, m, a, t)
   local o = redis.call('HINCRBY', meta, 'o', 1)

@@ -72,7 +72,8 @@ class parser {
         // Judge what the first two bytes already show before waiting for the rest.
         if (b0 & 0x70) {
           // RSV1 may mark a compressed message, on its first frame only (RFC 7692 section 6.1).
-          if (!compression_ || (b0 & 0x30)) return fail(pos, close_code::protocol_error, "reserved bits set without an extension");
+          if (!compression_) return fail(pos, close_code::protocol_error, "reserved bits set without an extension");
+          if (b0 & 0x30) return fail(pos, close_code::protocol_error, "RSV2 or RSV3 set (no extension defines them)");
           if (op != 1 && op != 2)
             return fail(pos, close_code::protocol_error,
                         op == 0 ? "RSV1 set on a continuation frame" : "RSV1 set on a control or unknown frame");
