@@ -91,7 +91,10 @@ struct history_options {
   // How long a uid's stream (its epoch and last offset, without messages) outlives its last
   // message or session: a client that comes back within it, having missed nothing, is
   // recovered; after it, the stream is gone and a new epoch begins. In memory an empty
-  // stream costs about 150 bytes; in Redis, one small hash.
+  // stream costs about 150 bytes and is kept while its uid has a session; in Redis, one
+  // small hash, which expires position_ttl after its last message or read whether or not
+  // the uid is connected (a session idle longer is then told "history lost" at its next
+  // message, with a new epoch).
   std::chrono::milliseconds position_ttl = std::chrono::hours(24);
   // The frame of a message: `offset` is its place in the uid's history, 0 for a message that
   // is not recorded (group, broadcast). Called once per message (the frame is shared by every

@@ -72,7 +72,8 @@ struct http_api_options {
   std::string api_key;
   std::size_t max_body_size = 64 * 1024;  // beyond: 413
   std::size_t max_head_size = 8 * 1024;   // beyond: 431
-  // To receive one request (head and body) once its first byte has arrived, and to send the answer.
+  // Each step of one request once its first byte has arrived: receiving the head, receiving
+  // the body, each write of the answer (so one request may take up to about three of these).
   std::chrono::steady_clock::duration request_timeout = std::chrono::seconds(10);
   // A keep-alive connection idle for this long is closed.
   std::chrono::steady_clock::duration idle_timeout = std::chrono::seconds(30);

@@ -186,7 +186,9 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
   // time. An Asio asynchronous operation with the completion signature void(read_result):
   // `co_await ws->read()` by default, or any completion token (a callback, asio::deferred,
   // use_awaitable of another executor...). The handler runs on its associated executor
-  // (default: the session's), never inside the call to read().
+  // (default: the session's), never inside the call to read(). A read is not cancellable on
+  // its own (cancellation slots are not honoured; `read() || timer` waits for the read): the
+  // session's deadlines (idle_timeout) or close()/drop() end it.
   template <class CompletionToken = asio::use_awaitable_t<>>
   auto read(CompletionToken&& token = {}) {
     return asio::async_initiate<CompletionToken, void(read_result)>(start_read{this}, token);

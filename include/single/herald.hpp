@@ -1709,7 +1709,10 @@ struct history_options {
   // How long a uid's stream (its epoch and last offset, without messages) outlives its last
   // message or session: a client that comes back within it, having missed nothing, is
   // recovered; after it, the stream is gone and a new epoch begins. In memory an empty
-  // stream costs about 150 bytes; in Redis, one small hash.
+  // stream costs about 150 bytes and is kept while its uid has a session; in Redis, one
+  // small hash, which expires position_ttl after its last message or read whether or not
+  // the uid is connected (a session idle longer is then told "history lost" at its next
+  // message, with a new epoch).
   std::chrono::milliseconds position_ttl = std::chrono::hours(24);
   // The frame of a message: `offset` is its place in the uid's history, 0 for a message that
   // is not recorded (group, broadcast). Called once per message (the frame is shared by every
@@ -3234,7 +3237,9 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
   // time. An Asio asynchronous operation with the completion signature void(read_result):
   // `co_await ws->read()` by default, or any completion token (a callback, asio::deferred,
   // use_awaitable of another executor...). The handler runs on its associated executor
-  // (default: the session's), never inside the call to read().
+  // (default: the session's), never inside the call to read(). A read is not cancellable on
+  // its own (cancellation slots are not honoured; `read() || timer` waits for the read): the
+  // session's deadlines (idle_timeout) or close()/drop() end it.
   template <class CompletionToken = asio::use_awaitable_t<>>
   auto read(CompletionToken&& token = {}) {
     return asio::async_initiate<CompletionToken, void(read_result)>(start_read{this}, token);
@@ -5645,7 +5650,8 @@ struct http_api_options {
   std::string api_key;
   std::size_t max_body_size = 64 * 1024;  // beyond: 413
   std::size_t max_head_size = 8 * 1024;   // beyond: 431
-  // To receive one request (head and body) once its first byte has arrived, and to send the answer.
+  // Each step of one request once its first byte has arrived: receiving the head, receiving
+  // the body, each write of the answer (so one request may take up to about three of these).
   std::chrono::steady_clock::duration request_timeout = std::chrono::seconds(10);
   // A keep-alive connection idle for this long is closed.
   std::chrono::steady_clock::duration idle_timeout = std::chrono::seconds(30);
