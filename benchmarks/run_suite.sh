@@ -140,8 +140,13 @@ fi
 
 # ---- build
 say "building (Release) in $BUILD_DIR"
-cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DHERALD_BUILD_TESTS=OFF >/dev/null
-cmake --build "$BUILD_DIR" -j "$(nproc)" --target uid_push_server load_client floor_server beast_server websocketpp_server
+# (Peers on explicitly: a build directory configured without them before is reused.)
+cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DHERALD_BUILD_TESTS=OFF -DHERALD_BENCHMARK_PEERS=ON >/dev/null
+targets=(uid_push_server load_client floor_server)
+for s in $SERVERS; do
+  case $s in beast|websocketpp) targets+=("${s}_server") ;; esac
+done
+cmake --build "$BUILD_DIR" -j "$(nproc)" --target "${targets[@]}"
 CLIENT=$BUILD_DIR/benchmarks/load_client
 mkdir -p "$LOG_DIR" "$OUT_DIR"
 
@@ -328,8 +333,12 @@ done
 # ---- report
 {
   printf 'title\therald benchmark suite%s: %s on %s\n' "$( (( QUICK )) && echo ' (quick)')" "$STAMP_DATE" "$HOST"
-  printf 'chart_title\therald vs the floor (minimal epoll server), Boost.Beast, websocketpp, Node ws: one server thread (%s, %s%s)\n' \
-    "$STAMP_DATE" "$HOST" "$( (( QUICK )) && echo ', quick')"
+  peers=""
+  for s in $SERVERS; do
+    case $s in beast) peers+=", Boost.Beast" ;; websocketpp) peers+=", websocketpp" ;; node-ws) peers+=", Node ws" ;; esac
+  done
+  printf 'chart_title\therald vs the floor (minimal epoll server)%s: one server thread (%s, %s%s)\n' \
+    "$peers" "$STAMP_DATE" "$HOST" "$( (( QUICK )) && echo ', quick')"
   printf 'command\tbash benchmarks/run_suite.sh%s\n' "${ARGS_GIVEN:+ $ARGS_GIVEN}"
   printf 'suite time\t%s s\n' "$((SECONDS - START))"
   printf 'runs\t%s per server and scenario, interleaved (run r of every server before run r+1, server order rotated per run), fresh server process per run\n' "$RUNS"
