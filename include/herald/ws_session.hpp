@@ -220,7 +220,8 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
   }
 
   // Ends the TCP connection at once, without a closing handshake (read() then returns 1006,
-  // unless the session had already ended for another reason), from any thread. `reset`: send a TCP RST (SO_LINGER 0) instead of a FIN.
+  // unless the session had already ended for another reason), from any thread. `reset`:
+  // send a TCP RST (SO_LINGER 0) instead of a FIN.
   void drop(bool reset = false) {
     auto now = [self = this->shared_from_this(), reset] {
       if (self->state_ == state::closed) return;

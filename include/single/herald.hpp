@@ -2700,7 +2700,7 @@ class session_deflate {
 // frames the round queued for it). It belongs to the context, not to a thread, so a round is
 // always flushed from the list it was put on, whichever thread calls in; it holds each corked
 // session until the round ends, and a context destroyed with a round pending takes it along.
-// A round ends after the read completions posted during it (see hold_round()).
+// A round ends after the read completions posted during it (see round_hold).
 //
 // Owner (the session type) befriends the hub, derives from std::enable_shared_from_this,
 // has a bool corked_, and provides flush_round(), called on the context's thread.
@@ -3271,7 +3271,8 @@ class ws_session : public std::enable_shared_from_this<ws_session<Stream, UserDa
   }
 
   // Ends the TCP connection at once, without a closing handshake (read() then returns 1006,
-  // unless the session had already ended for another reason), from any thread. `reset`: send a TCP RST (SO_LINGER 0) instead of a FIN.
+  // unless the session had already ended for another reason), from any thread. `reset`:
+  // send a TCP RST (SO_LINGER 0) instead of a FIN.
   void drop(bool reset = false) {
     auto now = [self = this->shared_from_this(), reset] {
       if (self->state_ == state::closed) return;

@@ -4,7 +4,7 @@
 // frames the round queued for it). It belongs to the context, not to a thread, so a round is
 // always flushed from the list it was put on, whichever thread calls in; it holds each corked
 // session until the round ends, and a context destroyed with a round pending takes it along.
-// A round ends after the read completions posted during it (see hold_round()).
+// A round ends after the read completions posted during it (see round_hold).
 //
 // Owner (the session type) befriends the hub, derives from std::enable_shared_from_this,
 // has a bool corked_, and provides flush_round(), called on the context's thread.

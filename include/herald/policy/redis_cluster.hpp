@@ -61,9 +61,10 @@
 // while Redis (or the link to it) is down, or before another node's SUBSCRIBE for a freshly
 // logged-in uid or joined group has reached Redis, is lost for the other nodes and counted on
 // the publishing side (redis_stats().publish_dropped / publish_unconfirmed). Local delivery
-// never depends on Redis, except a unicast with history on: its offset is Redis's. Messages from one node arrive at another in the order they were
-// published. Each reconnection of either Redis link counts in metrics::redis_reconnects
-// (registry_options::metrics), as logins and uids do.
+// never depends on Redis, except a unicast with history on: its offset is Redis's. Messages
+// from one node arrive at another in the order they were published. Each reconnection of
+// either Redis link counts in metrics::redis_reconnects (registry_options::metrics), as
+// logins and uids do.
 #ifndef HERALD_POLICY_REDIS_CLUSTER_HPP
 #define HERALD_POLICY_REDIS_CLUSTER_HPP
 #include <algorithm>
