@@ -245,7 +245,9 @@ for (const c of cases) {
     `**${v.status}** | ${v.detail} | | | ≤ 1.1× + ${SYS_SLACK} |${extra}`);
 }
 out.push('', 'CPU figures in µs per operation, RSS in bytes; syscall rows: herald vs floor per operation ' +
-  '(send = sendto/sendmsg/writev/write, receive = recvfrom/recvmsg/read).', '');
+  '(send = sendto/sendmsg/writev/write, receive = recvfrom/recvmsg/read). ' +
+  'Where each target not met loses, measured (syscalls by name, profiles, the memory census), and what would close ' +
+  'it: benchmarks/README.md, "Latest results".', '');
 
 out.push('## Syscalls per operation (server process, measured phase only)', '',
   'Counted by `load_client --syscalls` in a separate run per server and case (perf stat on the ' +
