@@ -19,7 +19,8 @@ done
 # they must all be present and run: a required test left out or skipped fails the run.
 required_tests=(interop-python interop-node interop-node-threads interop-tls browser cluster-redis unit-redis-cluster
                 packaging unit-multi-thread readme-snippets interop-http-api interop-http-api-threads single-header-fresh
-                metrics-exposition unit-deflate unit-history interop-history interop-history-threads cluster-history)
+                metrics-exposition unit-deflate unit-history interop-history interop-history-threads cluster-history
+                unit-tls-session)
 
 jobs=$(nproc)
 configs=${HERALD_CONFIGS:-"gcc clang boost asan tsan"}
