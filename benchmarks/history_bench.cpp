@@ -27,7 +27,6 @@
 #include <herald.hpp>
 #include <herald/redis/connection.hpp>
 
-#include <dirent.h>
 #include <malloc.h>
 
 #include <algorithm>
@@ -42,6 +41,7 @@
 #include <vector>
 
 #include "driver_support.hpp"
+#include "proc_cpu.hpp"
 
 using namespace std::chrono_literals;
 using driver_support::fail;
@@ -99,17 +99,9 @@ config parse(int argc, char** argv) {
 std::uint64_t cpu_ns(const std::vector<int>& pids) {
   std::uint64_t sum = 0;
   for (int pid : pids) {
-    const std::string dir = "/proc/" + std::to_string(pid) + "/task";
-    DIR* d = ::opendir(dir.c_str());
-    if (!d) fail("cannot read " + dir);
-    while (auto* e = ::readdir(d)) {
-      if (e->d_name[0] == '.') continue;
-      std::ifstream f(dir + "/" + e->d_name + "/schedstat");
-      std::uint64_t ns = 0;
-      f >> ns;
-      sum += ns;
-    }
-    ::closedir(d);
+    const long long ns = bench_proc::on_cpu_ns(pid);
+    if (ns < 0) fail("cannot read /proc/" + std::to_string(pid) + "/task/*/schedstat");
+    sum += static_cast<std::uint64_t>(ns);
   }
   return sum;
 }

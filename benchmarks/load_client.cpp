@@ -61,7 +61,6 @@
 #include <herald/deflate.hpp>
 #endif
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -93,6 +92,8 @@
 #include <system_error>
 #include <utility>
 #include <vector>
+
+#include "proc_cpu.hpp"
 
 using namespace std::chrono_literals;
 using tcp = asio::ip::tcp;
@@ -241,23 +242,10 @@ struct cpu_times {
   double total() const { return user + sys; }
 };
 
-// The sum of the first field of /proc/PID/task/*/schedstat (ns on the CPU, user and kernel),
-// in seconds; -1 if unreadable. utime and stime come in 10 ms ticks: a phase of 0.1 s of server
-// CPU would be measured to +-10%, this to the nanosecond.
+// The exact on-CPU time of all threads in seconds (schedstat); -1 if unreadable.
 double proc_run_seconds(long pid) {
-  const std::string dir = "/proc/" + std::to_string(pid) + "/task";
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return -1;
-  unsigned long long ns = 0;
-  bool any = false;
-  while (const dirent* e = ::readdir(d)) {
-    if (e->d_name[0] == '.') continue;
-    std::istringstream in(read_file(dir + "/" + e->d_name + "/schedstat"));
-    unsigned long long v = 0;
-    if (in >> v) ns += v, any = true;
-  }
-  ::closedir(d);
-  return any ? static_cast<double>(ns) / 1e9 : -1;
+  const long long ns = bench_proc::on_cpu_ns(pid);
+  return ns < 0 ? -1 : static_cast<double>(ns) / 1e9;
 }
 
 // utime and stime (fields 14 and 15 of /proc/PID/stat) in seconds, and the exact on-CPU time;
