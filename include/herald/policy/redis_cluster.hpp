@@ -380,7 +380,6 @@ struct redis_cluster_state : one_thread_state<Session, redis_cluster_state<Sessi
     bool catching_up = true;  // live messages wait in `held`
     bool read_sent = false;   // herald_read_1 is on its way (else it waits for the subscription or the publisher)
     bool overflowed = false;  // `held` overflowed: read again once this read is through
-    bool adopt = false;       // no position (Redis gave none): the next recorded message's becomes it
     std::uint64_t generation = 0;  // of the read on its way: answers to older ones are ignored
     std::vector<held_message> held;
     std::shared_ptr<resume_wait> login;  // the login of this session, until its welcome
@@ -541,7 +540,6 @@ struct redis_cluster_state : one_thread_state<Session, redis_cluster_state<Sessi
       if (m) session_access::send_here(*c->n->session, m);
     c->epoch = std::move(top.epoch);
     c->offset = top.offset;
-    c->adopt = false;
     c->catching_up = false;
     auto held = std::move(c->held);
     c->held.clear();
@@ -572,9 +570,8 @@ struct redis_cluster_state : one_thread_state<Session, redis_cluster_state<Sessi
     c.catching_up = false;
     c.read_sent = false;
     c.overflowed = false;
-    c.epoch.clear();
+    c.epoch.clear();  // no position: deliver_live adopts the next recorded message's
     c.offset = 0;
-    c.adopt = true;
     if (c.login) {
       resume_result r;
       r.state = c.from ? resume_state::not_recovered : resume_state::fresh;
@@ -602,9 +599,8 @@ struct redis_cluster_state : one_thread_state<Session, redis_cluster_state<Sessi
       session_access::send_here(*c.n->session, frame);
       return;
     }
-    if (c.adopt) {
+    if (c.epoch.empty()) {  // no position since Redis gave none (a read always names an epoch)
       session_access::send_here(*c.n->session, frame);
-      c.adopt = false;
       c.epoch = std::string(epoch);
       c.offset = offset;
       return;
